@@ -1,0 +1,54 @@
+# Everything the README promises: `make demo` and `make test` each set themselves up
+# on a machine with only Python 3.11+, git and make.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+VENV30 := .venv-airflow-3.0
+BIN := $(VENV)/bin
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test lint unit test-airflow-3.0 venv lock clean
+
+# Build a virtual environment with uv from the pinned lock file.
+# $(1): venv dir, $(2): lock file.
+define make_venv
+	rm -rf $(1)
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(1)/bin/uv pip install --quiet --python $(1)/bin/python -r $(2)
+	$(1)/bin/uv pip install --quiet --python $(1)/bin/python --no-deps -e .
+endef
+
+$(VENV)/.installed: requirements/lock-airflow-3.3.txt pyproject.toml
+	$(call make_venv,$(VENV),requirements/lock-airflow-3.3.txt)
+	touch $@
+
+$(VENV30)/.installed: requirements/lock-airflow-3.0.txt pyproject.toml
+	$(call make_venv,$(VENV30),requirements/lock-airflow-3.0.txt)
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/python scripts/demo.py
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The whole suite on the newest Airflow, then again on the floor we claim (3.0).
+test: lint $(VENV)/.installed $(VENV30)/.installed
+	$(BIN)/python -m pytest -p no:cacheprovider
+	$(VENV30)/bin/python -m pytest -p no:cacheprovider
+
+# Re-resolve the pins (needs a venv; run after changing dependencies).
+lock: $(VENV)/.installed
+	$(BIN)/uv pip compile -q --universal --python-version 3.11 pyproject.toml --extra dev \
+		requirements/airflow-3.3.in -o requirements/lock-airflow-3.3.txt
+	$(BIN)/uv pip compile -q --universal --python-version 3.11 pyproject.toml --extra dev \
+		requirements/airflow-3.0.in -o requirements/lock-airflow-3.0.txt
+
+clean:
+	rm -rf $(VENV) $(VENV30) .airflow-demo

@@ -1,0 +1,65 @@
+"""The one event a SegmindRequestTrigger yields, and its validation on the worker."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+EventStatus = Literal["success", "failed", "error", "timeout"]
+EVENT_STATUSES: frozenset[str] = frozenset(get_args(EventStatus))
+
+
+class InvalidEventError(ValueError):
+    """A trigger event that is missing, malformed or has a status outside the allow-list."""
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """What the trigger tells the worker about a request, as plain JSON.
+
+    :param status: ``success`` (COMPLETED), ``failed`` (FAILED), ``error`` (the API could not be
+        asked) or ``timeout`` (the deadline passed first).
+    :param request_id: the Segmind request id; always present.
+    :param message: a sentence for the task log.
+    :param output_url: the output's URL, on success, when the output is (or holds) a URL.
+    :param output: the API's raw ``output`` value, on success.
+    :param metrics: the API's metrics, on success or failure.
+    :param error_type: the provider's error class name, on ``error``.
+    :param status_code: the HTTP status behind an ``error``, if any.
+    :param retryable: whether an Airflow retry of the task could help.
+    """
+
+    status: EventStatus
+    request_id: str
+    message: str = ""
+    output_url: str | None = None
+    output: Any = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error_type: str | None = None
+    status_code: int | None = None
+    retryable: bool = False
+
+    def to_payload(self) -> dict[str, Any]:
+        """The event as the JSON-able dict a TriggerEvent carries."""
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> RequestEvent:
+        """Validate an event received by ``execute_complete``: anything unexpected is an error.
+
+        :param payload: the ``event`` argument Airflow passed in.
+        """
+        if not isinstance(payload, dict):
+            raise InvalidEventError(f"expected a trigger event dict, got {type(payload).__name__}: {payload!r}")
+        status = payload.get("status")
+        if status not in EVENT_STATUSES:
+            raise InvalidEventError(
+                f"trigger event status {status!r} is not one of {sorted(EVENT_STATUSES)}: {payload!r}"
+            )
+        request_id = payload.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise InvalidEventError(f"trigger event has no request_id: {payload!r}")
+        known = {name: payload[name] for name in cls.__dataclass_fields__ if name in payload}
+        metrics = known.get("metrics")
+        known["metrics"] = metrics if isinstance(metrics, dict) else {}
+        return cls(**known)

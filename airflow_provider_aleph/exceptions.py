@@ -1,0 +1,131 @@
+"""Typed errors raised by the Segmind hook; each carries the request id, HTTP status and API detail."""
+
+from __future__ import annotations
+
+RETENTION_HINT = (
+    "Segmind keeps a request's status and result for 1 hour after it finishes; copy outputs out before then."
+)
+
+
+class SegmindError(Exception):
+    """Base class of every error the provider raises about the Segmind API.
+
+    :param message: what went wrong, in words for the task log.
+    :param status_code: the HTTP status of the answer, if there was one.
+    :param detail: the API's own ``error`` text, if it sent one.
+    :param request_id: the Segmind request id concerned, if known.
+    :param conn_id: the Airflow connection id used.
+    """
+
+    #: Whether a new attempt at the same call may succeed (429, 5xx, network).
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        detail: str | None = None,
+        request_id: str | None = None,
+        conn_id: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.detail = detail
+        self.request_id = request_id
+        self.conn_id = conn_id
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.detail and self.detail not in self.message:
+            parts.append(f"API detail: {self.detail}")
+        if self.status_code is not None:
+            parts.append(f"HTTP {self.status_code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        if self.conn_id:
+            parts.append(f"conn_id={self.conn_id}")
+        return " | ".join(parts)
+
+
+class SegmindConfigError(SegmindError):
+    """The Airflow connection cannot be used as it is (no API key, bad base URL)."""
+
+
+class SegmindBadRequest(SegmindError):
+    """HTTP 400: the API refused the parameters."""
+
+
+class SegmindAuthError(SegmindError):
+    """HTTP 401/403: the API key is missing, wrong, or lacks permission."""
+
+
+class SegmindNotFound(SegmindError):
+    """HTTP 404: the model, endpoint or request id is unknown, or the request expired."""
+
+
+class SegmindNotAcceptable(SegmindError):
+    """HTTP 406: not enough credits, or a request body the API does not accept.
+
+    :param insufficient_credits: True when the detail says the account is out of credits.
+    """
+
+    def __init__(self, message: str, *, insufficient_credits: bool, **kwargs: object) -> None:
+        self.insufficient_credits = insufficient_credits
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class SegmindModelRetired(SegmindError):
+    """HTTP 410: the model was retired."""
+
+
+class SegmindRateLimited(SegmindError):
+    """HTTP 429: the account's rate limit was reached.
+
+    :param retry_after: seconds the API asked us to wait, if it said.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class SegmindServerError(SegmindError):
+    """HTTP 5xx on a read: the service is having trouble; another attempt may work."""
+
+    retryable = True
+
+
+class SegmindTransportError(SegmindError):
+    """The network failed (refused, reset, timed out) before an answer arrived.
+
+    :param sent: False only when the request surely never left (the connection did not open).
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, sent: bool, **kwargs: object) -> None:
+        self.sent = sent
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class SegmindSubmitOutcomeUnknown(SegmindError):
+    """A submit was sent but its answer was lost: a paid job may or may not exist.
+
+    Never retried: the API has no idempotency key, so a second POST could pay twice.
+    """
+
+
+class SegmindProtocolError(SegmindError):
+    """The API answered with a body this provider cannot read."""
+
+
+class SegmindRequestFailed(SegmindError):
+    """The request reached the FAILED state (including content/safety blocks)."""
+
+
+class SegmindRequestExpired(SegmindNotFound):
+    """A known request id answered 404: its 1-hour retention has passed."""

@@ -1,0 +1,134 @@
+"""Checks on the inputs of a job, made before any credit is spent."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from airflow_provider_aleph import __version__
+from airflow_provider_aleph.protocol import USER_AGENT
+
+#: Segmind's limit on an input video ("max 16MB"), read generously as MiB.
+MAX_VIDEO_BYTES = 16 * 1024 * 1024
+ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
+
+
+class InvalidParameter(ValueError):
+    """A job parameter that cannot be sent; the message names the parameter and what is allowed.
+
+    :param parameter: the parameter's name.
+    :param message: what is wrong and what is allowed.
+    """
+
+    def __init__(self, parameter: str, message: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"Invalid parameter {parameter!r}: {message}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def require_prompt(value: Any) -> str:
+    """A non-empty text prompt."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidParameter(
+            "prompt",
+            f"must be a non-empty string describing the edit (e.g. 'make it winter'); got {_shown(value)}",
+        )
+    return value
+
+
+def require_aspect_ratio(value: Any) -> str | None:
+    """None, or one of the aspect ratios the model supports."""
+    if value is None or value in ASPECT_RATIOS:
+        return value
+    raise InvalidParameter("aspect_ratio", f"must be one of {', '.join(ASPECT_RATIOS)} or None; got {_shown(value)}")
+
+
+def require_seed(value: Any) -> int | None:
+    """None or an integer; a string of digits (a rendered template) is converted."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit() and text.count("-") <= 1 and not text.endswith("-"):
+            return int(text)
+        if text in ("", "None"):
+            return None
+    raise InvalidParameter("seed", f"must be an integer (or a string of digits); got {_shown(value)}")
+
+
+def require_http_url(parameter: str, value: Any, *, required: bool) -> str | None:
+    """An http(s) URL that Segmind can fetch itself.
+
+    :param parameter: the parameter's name, for the message.
+    :param value: the value given.
+    :param required: whether None is refused.
+    """
+    if value is None and not required:
+        return None
+    if isinstance(value, str) and value.strip():
+        parts = urlsplit(value.strip())
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return value.strip()
+        if parts.scheme and parts.scheme not in ("http", "https"):
+            raise InvalidParameter(
+                parameter,
+                f"object storage and other {parts.scheme}:// inputs are not supported by this version; "
+                "pass an http(s) URL that Segmind can download",
+            )
+    elif type(value).__name__ == "ObjectStoragePath":
+        raise InvalidParameter(
+            parameter,
+            "ObjectStoragePath inputs are not supported by this version; pass an http(s) URL that Segmind can download",
+        )
+    raise InvalidParameter(parameter, f"must be an http(s) URL that Segmind can download; got {_shown(value)}")
+
+
+def remote_size(parameter: str, url: str, *, timeout: float = 30.0) -> int | None:
+    """The size in bytes an http(s) input reports, or None when it does not say.
+
+    Asks with HEAD, and with a one-byte ranged GET where HEAD is refused (presigned URLs often
+    sign GET only). Never sends the Segmind key: the URL is a third party's.
+
+    :param parameter: the parameter's name, for the message.
+    :param url: the input's URL.
+    :param timeout: seconds allowed for the check.
+    """
+    headers = {"User-Agent": f"{USER_AGENT}/{__version__}"}
+    try:
+        with httpx.Client(timeout=timeout, headers=headers, follow_redirects=False) as client:
+            response = client.head(url)
+            if response.status_code in (403, 405, 501):
+                with client.stream("GET", url, headers={"Range": "bytes=0-0"}) as ranged:
+                    response = ranged
+    except httpx.HTTPError as exc:
+        raise InvalidParameter(parameter, f"could not reach {url}: {type(exc).__name__}: {exc}") from None
+    if response.is_redirect:
+        raise InvalidParameter(
+            parameter,
+            f"{url} redirects to {response.headers.get('location')!r}; Segmind does not follow "
+            "redirects: pass the final URL",
+        )
+    if not response.is_success:
+        raise InvalidParameter(parameter, f"{url} answered HTTP {response.status_code}; Segmind could not fetch it")
+    content_range = response.headers.get("content-range", "")
+    total = content_range.rpartition("/")[2] if response.status_code == 206 else ""
+    length = total if total.isdigit() else response.headers.get("content-length", "")
+    return int(length) if length.isdigit() else None
+
+
+def require_video_size(url: str, *, limit: int = MAX_VIDEO_BYTES, timeout: float = 30.0) -> int | None:
+    """Refuse a video URL whose reported size exceeds Segmind's input limit."""
+    size = remote_size("video", url, timeout=timeout)
+    if size is not None and size > limit:
+        raise InvalidParameter(
+            "video",
+            f"{url} is {size / 1024 / 1024:.1f} MiB; Segmind accepts input videos of at most "
+            f"{limit / 1024 / 1024:.0f} MiB (only about the first 5 s are used: trim it)",
+        )
+    return size

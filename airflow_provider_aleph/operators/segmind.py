@@ -1,0 +1,181 @@
+"""SegmindSubmitOperator: submit a job to any Segmind v2 model and wait for it without a worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
+
+from airflow_provider_aleph.events import InvalidEventError, RequestEvent
+from airflow_provider_aleph.exceptions import SegmindError
+from airflow_provider_aleph.hooks.segmind import SegmindHook
+from airflow_provider_aleph.inputs import InvalidParameter
+from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink
+from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_aleph.protocol import SubmitResponse
+
+MODEL_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class SegmindSubmitOperator(BaseOperator):
+    """Submit one job to a Segmind v2 model, wait for it (deferred by default), return its result.
+
+    XCom ``request_id`` is pushed as soon as Segmind accepts the job. The return value is a dict
+    with ``request_id``, ``status``, ``output_url``, ``output_path`` (None: no copy is made),
+    ``metrics`` and the raw ``output``.
+
+    :param model: the model slug, e.g. ``runway-gen4-aleph`` (templated).
+    :param payload: the model's parameters as a dict (templated).
+    :param segmind_conn_id: the Airflow connection of type ``segmind``.
+    :param deferrable: wait in the triggerer (True) or in the worker (False).
+    :param poll_interval: seconds between status polls.
+    :param timeout: how long to wait for the job after submitting it (seconds or timedelta).
+    """
+
+    template_fields: Sequence[str] = ("model", "payload")
+    template_fields_renderers = {"payload": "json"}
+    operator_extra_links = (SegmindOutputLink(),)
+    ui_color = "#d7e9f7"
+
+    #: Whether a COMPLETED result without an output URL is a failure (True for video models).
+    require_output_url: bool = False
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        payload: dict[str, Any] | None = None,
+        segmind_conn_id: str = SegmindHook.default_conn_name,
+        deferrable: bool = True,
+        poll_interval: float = 10.0,
+        timeout: float | timedelta = timedelta(hours=1),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.payload = payload if payload is not None else {}
+        self.segmind_conn_id = segmind_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = float(poll_interval)
+        self.timeout = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
+        if self.poll_interval <= 0:
+            raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
+        if self.timeout.total_seconds() <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+
+    @cached_property
+    def hook(self) -> SegmindHook:
+        """The hook for this task's connection."""
+        return SegmindHook(self.segmind_conn_id)
+
+    # -- what to submit: subclasses validate their own parameters ------------------------------
+
+    def build_payload(self) -> dict[str, Any]:
+        """The validated body to submit; raises InvalidParameter before anything is spent."""
+        if not isinstance(self.model, str) or not MODEL_SLUG.match(self.model):
+            raise InvalidParameter(
+                "model", f"must be a Segmind model slug such as 'runway-gen4-aleph'; got {self.model!r}"
+            )
+        payload: Any = self.payload
+        if isinstance(payload, str):
+            with contextlib.suppress(ValueError):
+                payload = json.loads(payload)
+        if not isinstance(payload, dict):
+            raise InvalidParameter("payload", f"must be a dict of the model's parameters; got {type(payload).__name__}")
+        return payload
+
+    def check_inputs(self, payload: dict[str, Any]) -> None:
+        """Checks that need the network (input sizes); the generic operator has none."""
+
+    # -- running --------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Validate, submit, push ``request_id``, then defer (or wait here) until the job ends."""
+        # Present from the start, so the extra link reads "no output yet" rather than a missing key.
+        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=None)
+        try:
+            payload = self.build_payload()
+            self.check_inputs(payload)
+        except InvalidParameter as err:
+            raise AirflowFailException(f"{err} (nothing was submitted)") from None
+        submitted = self._submit(payload)
+        context["ti"].xcom_push(key="request_id", value=submitted.request_id)
+        self.log.info("Submitted to Segmind model %s: request_id=%s, status QUEUED", self.model, submitted.request_id)
+        now = datetime.now(UTC)
+        trigger = SegmindRequestTrigger(
+            request_id=submitted.request_id,
+            segmind_conn_id=self.segmind_conn_id,
+            deadline=now + self.timeout,
+            poll_interval=self.poll_interval,
+            status_url=submitted.status_url,
+            response_url=submitted.response_url,
+            submitted_at=now,
+        )
+        if self.deferrable:
+            # No defer timeout: Airflow would skip execute_complete when it fires. The trigger
+            # emits its own timeout event against the same absolute deadline instead.
+            self.defer(trigger=trigger, method_name="execute_complete")
+        self.log.info("Waiting in the worker (deferrable=False), polling every %.1fs", self.poll_interval)
+        return self._finish(context, _first_event(trigger))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired: check its event, then return the result or fail."""
+        return self._finish(context, event)
+
+    def _submit(self, payload: dict[str, Any]) -> SubmitResponse:
+        try:
+            return self.hook.submit(self.model, payload)
+        except SegmindError as err:
+            # Only failures before any job existed are retryable (429, connection refused).
+            raise (AirflowException if err.retryable else AirflowFailException)(str(err)) from None
+        finally:
+            self.hook.close()
+
+    def _finish(self, context: Context, payload: Any) -> dict[str, Any]:
+        try:
+            event = RequestEvent.from_payload(payload)
+        except InvalidEventError as err:
+            raise AirflowFailException(f"Segmind trigger sent an invalid event: {err}") from None
+        where = f"(conn_id={self.segmind_conn_id})"
+        if event.status != "success":
+            # Not retried by Airflow: a retry would submit and pay for a second job.
+            self.log.error("Segmind request %s ended with %s: %s", event.request_id, event.status, event.message)
+            raise AirflowFailException(f"{event.message} {where}")
+        if self.require_output_url and not event.output_url:
+            raise AirflowFailException(
+                f"Segmind request {event.request_id} COMPLETED but its result has no output URL "
+                f"(output={event.output!r}) {where}"
+            )
+        self.log.info("%s; output: %s", event.message, event.output_url)
+        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=event.output_url)
+        return {
+            "request_id": event.request_id,
+            "status": "COMPLETED",
+            "output_url": event.output_url,
+            "output_path": None,
+            "metrics": event.metrics,
+            "output": event.output,
+        }
+
+
+def _first_event(trigger: SegmindRequestTrigger) -> dict[str, Any]:
+    """Run the trigger's own loop in the worker, so both modes share one way of waiting."""
+
+    async def first() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AirflowFailException(f"Segmind trigger for {trigger.request_id} ended without an event")
+
+    return asyncio.run(first())

@@ -1,0 +1,295 @@
+"""Segmind v2 wire protocol: request building and response parsing shared by sync and async code.
+
+Nothing here sends a request: :class:`~airflow_provider_aleph.hooks.segmind.SegmindHook` does,
+through an ``httpx.Client`` or ``httpx.AsyncClient``, and hands every answer to the one parser.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from airflow_provider_aleph.exceptions import (
+    RETENTION_HINT,
+    SegmindAuthError,
+    SegmindBadRequest,
+    SegmindError,
+    SegmindModelRetired,
+    SegmindNotAcceptable,
+    SegmindNotFound,
+    SegmindProtocolError,
+    SegmindRateLimited,
+    SegmindRequestExpired,
+    SegmindServerError,
+)
+
+DEFAULT_BASE_URL = "https://api.segmind.com"
+DEFAULT_UPLOAD_URL = "https://workflows-api.segmind.com"
+USER_AGENT = "airflow-provider-aleph"
+
+
+class SegmindStatus(enum.StrEnum):
+    """States of a v2 request, as the status endpoint reports them."""
+
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the request can no longer change state."""
+        return self in (SegmindStatus.COMPLETED, SegmindStatus.FAILED)
+
+
+class Kind(enum.StrEnum):
+    """Which API call a request is; decides how its errors are read and whether it may be retried."""
+
+    SUBMIT = "submit"
+    STATUS = "status"
+    RESULT = "result"
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """Everything needed to send one API call, minus the API key (added at send time).
+
+    :param kind: which call this is.
+    :param method: HTTP method.
+    :param url: absolute URL.
+    :param json: JSON body, for a submit.
+    :param request_id: the request id concerned, for reads.
+    """
+
+    kind: Kind
+    method: str
+    url: str
+    json: dict[str, Any] | None = None
+    request_id: str | None = None
+
+    def describe(self) -> str:
+        """A short, secret-free description for log lines and errors."""
+        return f"{self.method} {httpx.URL(self.url).copy_with(query=None)}"
+
+
+@dataclass(frozen=True)
+class SubmitResponse:
+    """The answer to a submit: the new request's id and where to follow it."""
+
+    request_id: str
+    status_url: str
+    response_url: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class RequestState:
+    """A status or result body, read regardless of the HTTP code it came with (FAILED is a 422).
+
+    :param request_id: the request id.
+    :param status: the request's state.
+    :param error: the API's failure text, on FAILED.
+    :param output_url: the output's URL once COMPLETED (from a result body), else None.
+    :param output: the raw ``output`` value, whatever its shape.
+    :param metrics: the API's ``metrics`` object.
+    """
+
+    request_id: str
+    status: SegmindStatus
+    error: str | None = None
+    output_url: str | None = None
+    output: Any = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def normalize_base_url(url: str) -> str:
+    """Return a base URL with a scheme and without a trailing slash or /v1, /v2 suffix."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = f"https://{url}"
+    for suffix in ("/v1", "/v2"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+    return url
+
+
+def submit_spec(base_url: str, model: str, payload: dict[str, Any]) -> RequestSpec:
+    """Build the POST that creates a paid job for ``model``."""
+    slug = model.strip().strip("/")
+    return RequestSpec(Kind.SUBMIT, "POST", f"{base_url}/v2/{quote(slug, safe='/')}", json=payload)
+
+
+def status_spec(base_url: str, request_id: str, status_url: str | None = None) -> RequestSpec:
+    """Build the status GET: the URL the submit returned, else one built from the bare id."""
+    url = status_url or f"{base_url}/v2/requests/{quote(request_id, safe='')}/status"
+    return RequestSpec(Kind.STATUS, "GET", url, request_id=request_id)
+
+
+def result_spec(base_url: str, request_id: str, response_url: str | None = None) -> RequestSpec:
+    """Build the result GET: the URL the submit returned, else one built from the bare id."""
+    url = response_url or f"{base_url}/v2/requests/{quote(request_id, safe='')}"
+    return RequestSpec(Kind.RESULT, "GET", url, request_id=request_id)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _detail(response: httpx.Response) -> str | None:
+    body = _json_object(response)
+    if body is not None:
+        for key in ("error", "detail", "message"):
+            value = body.get(key)
+            if value:
+                return value if isinstance(value, str) else str(value)
+        return None
+    text = response.text.strip()
+    # HTML error pages from gateways say nothing useful beyond their status.
+    if not text or text.startswith("<"):
+        return None
+    return text[:500]
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """Seconds to wait before the next call: ``Retry-After``, else ``x-rate-limit-reset-at-utc``."""
+    now = time.time() if now is None else now
+    header = response.headers.get("retry-after")
+    if header:
+        header = header.strip()
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(header) if header else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - now)
+    reset = response.headers.get("x-rate-limit-reset-at-utc")
+    if reset:
+        reset = reset.strip()
+        try:
+            return max(0.0, float(reset) - now)
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - now)
+    return None
+
+
+def error_from_response(response: httpx.Response, spec: RequestSpec) -> SegmindError:
+    """Turn an answer that is not a result into the typed error for its status code."""
+    code = response.status_code
+    detail = _detail(response)
+    what = spec.describe()
+    common: dict[str, Any] = {"status_code": code, "detail": detail, "request_id": spec.request_id}
+    if code == 400:
+        return SegmindBadRequest(f"Segmind refused the parameters of {what}", **common)
+    if code in (401, 403):
+        why = "rejected the API key" if code == 401 else "denied permission for"
+        return SegmindAuthError(f"Segmind {why} {what}", **common)
+    if code == 404:
+        if spec.kind is Kind.SUBMIT:
+            return SegmindNotFound(f"Segmind does not know the model or endpoint of {what}", **common)
+        return SegmindRequestExpired(
+            f"Segmind has no request {spec.request_id!r}: it is unknown or expired. {RETENTION_HINT}",
+            **common,
+        )
+    if code == 406:
+        credits = "credit" in (detail or "").lower()
+        why = "the account has not enough credits" if credits else "the request's content type"
+        return SegmindNotAcceptable(f"Segmind did not accept {what}: {why}", insufficient_credits=credits, **common)
+    if code == 410:
+        return SegmindModelRetired(f"Segmind retired the model of {what}", **common)
+    if code == 429:
+        return SegmindRateLimited(f"Segmind rate-limited {what}", retry_after=retry_after_seconds(response), **common)
+    if code >= 500:
+        return SegmindServerError(f"Segmind had a server error on {what}", **common)
+    return SegmindProtocolError(f"Segmind answered {what} with an unexpected HTTP {code}", **common)
+
+
+def parse_submit(response: httpx.Response, spec: RequestSpec) -> SubmitResponse:
+    """Read a submit answer: a 2xx with ``request_id``, ``status_url`` and ``response_url``."""
+    if not response.is_success:
+        raise error_from_response(response, spec)
+    body = _json_object(response)
+    if body is None:
+        raise SegmindProtocolError(
+            f"Segmind answered {spec.describe()} with a body that is not a JSON object",
+            status_code=response.status_code,
+        )
+    request_id, status_url, response_url = (body.get(k) for k in ("request_id", "status_url", "response_url"))
+    if not (request_id and status_url and response_url):
+        raise SegmindProtocolError(
+            f"Segmind accepted {spec.describe()} but its answer lacks request_id/status_url/response_url "
+            f"(keys: {sorted(body)}); the job may exist: check the Segmind dashboard before resubmitting",
+            status_code=response.status_code,
+            request_id=str(request_id) if request_id else None,
+        )
+    return SubmitResponse(str(request_id), str(status_url), str(response_url), raw=body)
+
+
+def extract_output_url(body: dict[str, Any]) -> str | None:
+    """Find the output URL in a result body: ``output`` as a string, list, or object with ``url``,
+    else a sibling ``video`` object."""
+    candidates = [body.get("output"), body.get("video")]
+    for value in candidates:
+        url = _url_in(value)
+        if url:
+            return url
+    return None
+
+
+def _url_in(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return value
+    if isinstance(value, dict):
+        return _url_in(value.get("url"))
+    if isinstance(value, list):
+        for item in value:
+            url = _url_in(item)
+            if url:
+                return url
+    return None
+
+
+def parse_state(response: httpx.Response, spec: RequestSpec) -> RequestState:
+    """Read a status or result answer. A body that names a known state is a result whatever the
+    HTTP code (Segmind serves FAILED as 422); anything else non-2xx is a typed error."""
+    body = _json_object(response)
+    raw_status = body.get("status") if body is not None else None
+    known = raw_status in SegmindStatus._value2member_map_
+    if body is None or not known or (not response.is_success and raw_status != SegmindStatus.FAILED):
+        if not response.is_success:
+            raise error_from_response(response, spec)
+        raise SegmindProtocolError(
+            f"Segmind answered {spec.describe()} with an unknown status {raw_status!r}",
+            status_code=response.status_code,
+            request_id=spec.request_id,
+        )
+    status = SegmindStatus(str(raw_status))
+    error = body.get("error")
+    metrics = body.get("metrics")
+    return RequestState(
+        request_id=str(body.get("request_id") or spec.request_id),
+        status=status,
+        error=str(error) if error else None,
+        output_url=extract_output_url(body) if status is SegmindStatus.COMPLETED else None,
+        output=body.get("output"),
+        metrics=metrics if isinstance(metrics, dict) else {},
+        raw=body,
+    )

@@ -1,0 +1,155 @@
+"""SegmindRequestTrigger: wait for a submitted request in the triggerer, with GETs only."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_aleph.events import RequestEvent
+from airflow_provider_aleph.exceptions import SegmindError
+from airflow_provider_aleph.hooks.segmind import SegmindHook
+from airflow_provider_aleph.protocol import SegmindStatus
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from airflow_provider_aleph.protocol import RequestState
+
+
+def to_utc(value: datetime | str) -> datetime:
+    """Parse an ISO-8601 string or take a datetime, as an aware UTC datetime."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+class SegmindRequestTrigger(BaseTrigger):
+    """Poll one Segmind request until it finishes or an absolute deadline passes.
+
+    It never submits: a trigger rebuilt after a triggerer restart resumes the same request with
+    the same deadline. Its serialized kwargs are plain JSON and hold no secret (the key is read
+    from the connection in ``run()``).
+
+    :param request_id: the Segmind request id.
+    :param segmind_conn_id: the Airflow connection id.
+    :param deadline: when to give up waiting (aware datetime or ISO-8601 string, UTC).
+    :param poll_interval: seconds between status polls.
+    :param status_url: the ``status_url`` the submit returned; built from the id when omitted.
+    :param response_url: the ``response_url`` the submit returned; built from the id when omitted.
+    :param submitted_at: when the request was submitted, for elapsed times in the log.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        segmind_conn_id: str,
+        deadline: datetime | str,
+        poll_interval: float = 10.0,
+        status_url: str | None = None,
+        response_url: str | None = None,
+        submitted_at: datetime | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.request_id = request_id
+        self.segmind_conn_id = segmind_conn_id
+        self.deadline = to_utc(deadline)
+        self.poll_interval = float(poll_interval)
+        self.status_url = status_url
+        self.response_url = response_url
+        self.submitted_at = to_utc(submitted_at) if submitted_at else None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(request_id={self.request_id!r}, segmind_conn_id={self.segmind_conn_id!r})"
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Class path and plain-JSON kwargs; the deadline stays absolute across restarts."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "request_id": self.request_id,
+                "segmind_conn_id": self.segmind_conn_id,
+                "deadline": self.deadline.isoformat(),
+                "poll_interval": self.poll_interval,
+                "status_url": self.status_url,
+                "response_url": self.response_url,
+                "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+            },
+        )
+
+    def _seconds_left(self) -> float:
+        return (self.deadline - datetime.now(UTC)).total_seconds()
+
+    def _elapsed(self) -> str:
+        if self.submitted_at is None:
+            return "?"
+        return f"{(datetime.now(UTC) - self.submitted_at).total_seconds():.1f}s"
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Yield exactly one event: success, failed, error or timeout, each with the request id."""
+        hook = SegmindHook(self.segmind_conn_id)
+        try:
+            event = await self._wait(hook)
+        finally:
+            await hook.aclose()
+        yield TriggerEvent(event.to_payload())
+
+    async def _wait(self, hook: SegmindHook) -> RequestEvent:
+        last: SegmindStatus | None = None
+        while True:
+            if self._seconds_left() <= 0:
+                return self._timeout_event(last)
+            try:
+                state = await hook.aget_status(self.request_id, self.status_url)
+                if state.status is not last:
+                    self.log.info(
+                        "Segmind request %s is %s (%s since submit)",
+                        self.request_id,
+                        state.status.value,
+                        self._elapsed(),
+                    )
+                    last = state.status
+                if state.status is SegmindStatus.COMPLETED:
+                    return self._success_event(await hook.aget_result(self.request_id, self.response_url))
+            except SegmindError as err:
+                return RequestEvent(
+                    status="error",
+                    request_id=self.request_id,
+                    message=str(err),
+                    error_type=type(err).__name__,
+                    status_code=err.status_code,
+                    retryable=err.retryable,
+                )
+            if state.status is SegmindStatus.FAILED:
+                return RequestEvent(
+                    status="failed",
+                    request_id=self.request_id,
+                    message=f"Segmind request {self.request_id} FAILED: {state.error or 'no detail given'}",
+                    metrics=state.metrics,
+                )
+            await asyncio.sleep(max(0.0, min(self.poll_interval, self._seconds_left())))
+
+    def _success_event(self, result: RequestState) -> RequestEvent:
+        return RequestEvent(
+            status="success",
+            request_id=self.request_id,
+            message=f"Segmind request {self.request_id} COMPLETED after {self._elapsed()}",
+            output_url=result.output_url,
+            output=result.output,
+            metrics=result.metrics,
+        )
+
+    def _timeout_event(self, last: SegmindStatus | None) -> RequestEvent:
+        seen = last.value if last else "unknown"
+        return RequestEvent(
+            status="timeout",
+            request_id=self.request_id,
+            message=(
+                f"Segmind request {self.request_id} was still {seen} at the deadline "
+                f"{self.deadline.isoformat()}; it may still finish. Wait for it with "
+                f"SegmindRequestSensor(request_id={self.request_id!r}) within the 1-hour retention"
+            ),
+        )
