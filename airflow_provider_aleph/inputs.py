@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,6 +13,7 @@ from airflow_provider_aleph.protocol import USER_AGENT
 
 #: Segmind's limit on an input video ("max 16MB"), read generously as MiB.
 MAX_VIDEO_BYTES = 16 * 1024 * 1024
+INTEGER = re.compile(r"-?[0-9]+")
 ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
 
 
@@ -55,7 +57,7 @@ def require_seed(value: Any) -> int | None:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit() and text.count("-") <= 1 and not text.endswith("-"):
+        if INTEGER.fullmatch(text):
             return int(text)
         if text in ("", "None"):
             return None

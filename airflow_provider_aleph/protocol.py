@@ -171,9 +171,15 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
         try:
             return max(0.0, float(header))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(header) if header else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - now)
+            pass
+        try:
+            parsed = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return max(0.0, parsed.timestamp() - now)
     reset = response.headers.get("x-rate-limit-reset-at-utc")
     if reset:
         reset = reset.strip()
@@ -273,7 +279,9 @@ def parse_state(response: httpx.Response, spec: RequestSpec) -> RequestState:
     body = _json_object(response)
     raw_status = body.get("status") if body is not None else None
     known = raw_status in SegmindStatus._value2member_map_
-    if body is None or not known or (not response.is_success and raw_status != SegmindStatus.FAILED):
+    # FAILED comes as a 422 (any 4xx is read the same way); a 5xx is never a result.
+    failed_body = raw_status == SegmindStatus.FAILED and response.status_code < 500
+    if body is None or not known or (not response.is_success and not failed_body):
         if not response.is_success:
             raise error_from_response(response, spec)
         raise SegmindProtocolError(

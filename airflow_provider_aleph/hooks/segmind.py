@@ -108,11 +108,14 @@ class SegmindHook(BaseHook):
         host = conn.host or DEFAULT_BASE_URL
         if "://" not in host and conn.port:
             host = f"{host}:{conn.port}"
+        raw_timeout = extra.get("timeout")
         try:
-            timeout = float(extra.get("timeout") or DEFAULT_TIMEOUT)
+            timeout = DEFAULT_TIMEOUT if raw_timeout in (None, "") else float(raw_timeout)
+            if not timeout > 0:
+                raise ValueError(raw_timeout)
         except (TypeError, ValueError):
             raise SegmindConfigError(
-                f"Connection {self.segmind_conn_id!r}: extra 'timeout' must be a number of seconds, "
+                f"Connection {self.segmind_conn_id!r}: extra 'timeout' must be a positive number of seconds, "
                 f"got {extra.get('timeout')!r}",
                 conn_id=self.segmind_conn_id,
             ) from None
@@ -177,9 +180,11 @@ class SegmindHook(BaseHook):
 
     # -- sending: the only difference between the twins -------------------------------------
 
-    def _request(self, spec: RequestSpec, params: ConnectionParams) -> httpx.Request:
-        headers = {"x-api-key": params.api_key}
-        return httpx.Request(spec.method, spec.url, headers=headers, json=spec.json)
+    @staticmethod
+    def _request(
+        client: httpx.Client | httpx.AsyncClient, spec: RequestSpec, params: ConnectionParams
+    ) -> httpx.Request:
+        return client.build_request(spec.method, spec.url, headers={"x-api-key": params.api_key}, json=spec.json)
 
     def _transport_error(self, exc: httpx.HTTPError, spec: RequestSpec) -> SegmindError:
         never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
@@ -200,7 +205,9 @@ class SegmindHook(BaseHook):
         except SegmindError as err:
             err.conn_id = self.segmind_conn_id
             if spec.kind is Kind.SUBMIT and response.status_code >= 500:
-                raise submit_outcome_unknown(spec, f"HTTP {response.status_code}", self.segmind_conn_id) from err
+                unknown = submit_outcome_unknown(spec, f"HTTP {response.status_code}", self.segmind_conn_id)
+                unknown.status_code, unknown.detail = err.status_code, err.detail
+                raise unknown from err
             raise
 
     def _call(self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T]) -> T:
@@ -208,7 +215,7 @@ class SegmindHook(BaseHook):
         for attempt in self.retry_policy.retrying(spec):
             with attempt:
                 try:
-                    response = client.send(self._request(spec, params))
+                    response = client.send(self._request(client, spec, params))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, spec) from None
                 return self._parsed(parse, response, spec)
@@ -219,7 +226,7 @@ class SegmindHook(BaseHook):
         async for attempt in self.retry_policy.aretrying(spec):
             with attempt:
                 try:
-                    response = await client.send(self._request(spec, params))
+                    response = await client.send(self._request(client, spec, params))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, spec) from None
                 return self._parsed(parse, response, spec)

@@ -103,8 +103,10 @@ class SegmindSubmitOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, submit, push ``request_id``, then defer (or wait here) until the job ends."""
-        # Present from the start, so the extra link reads "no output yet" rather than a missing key.
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=None)
+        # Present from the start (empty until the job completes), so the extra link, evaluated at
+        # every deferral, finds "no output yet" instead of logging a missing key. Not None:
+        # Airflow 3.0 refuses a None XCom.
+        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value="")
         try:
             payload = self.build_payload()
             self.check_inputs(payload)

@@ -99,21 +99,12 @@ class SegmindRequestTrigger(BaseTrigger):
 
     async def _wait(self, hook: SegmindHook) -> RequestEvent:
         last: SegmindStatus | None = None
-        while True:
-            if self._seconds_left() <= 0:
-                return self._timeout_event(last)
+        while (left := self._seconds_left()) > 0:
             try:
-                state = await hook.aget_status(self.request_id, self.status_url)
-                if state.status is not last:
-                    self.log.info(
-                        "Segmind request %s is %s (%s since submit)",
-                        self.request_id,
-                        state.status.value,
-                        self._elapsed(),
-                    )
-                    last = state.status
-                if state.status is SegmindStatus.COMPLETED:
-                    return self._success_event(await hook.aget_result(self.request_id, self.response_url))
+                # Retries inside the hook must not carry a poll past the deadline.
+                state = await asyncio.wait_for(self._poll(hook), timeout=left)
+            except TimeoutError:
+                break
             except SegmindError as err:
                 return RequestEvent(
                     status="error",
@@ -123,6 +114,13 @@ class SegmindRequestTrigger(BaseTrigger):
                     status_code=err.status_code,
                     retryable=err.retryable,
                 )
+            if state.status is not last:
+                self.log.info(
+                    "Segmind request %s is %s (%s since submit)", self.request_id, state.status.value, self._elapsed()
+                )
+                last = state.status
+            if state.status is SegmindStatus.COMPLETED:
+                return self._success_event(state)
             if state.status is SegmindStatus.FAILED:
                 return RequestEvent(
                     status="failed",
@@ -131,6 +129,14 @@ class SegmindRequestTrigger(BaseTrigger):
                     metrics=state.metrics,
                 )
             await asyncio.sleep(max(0.0, min(self.poll_interval, self._seconds_left())))
+        return self._timeout_event(last)
+
+    async def _poll(self, hook: SegmindHook) -> RequestState:
+        """The status, or once it says COMPLETED the result body, which holds the output."""
+        state = await hook.aget_status(self.request_id, self.status_url)
+        if state.status is SegmindStatus.COMPLETED:
+            return await hook.aget_result(self.request_id, self.response_url)
+        return state
 
     def _success_event(self, result: RequestState) -> RequestEvent:
         return RequestEvent(

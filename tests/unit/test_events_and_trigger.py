@@ -1,0 +1,274 @@
+"""RequestEvent validation, and SegmindRequestTrigger serialization and run() with a faked transport."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from airflow_provider_aleph.events import EVENT_STATUSES, InvalidEventError, RequestEvent
+from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+
+CONN_ID = "segmind_trigger_unit"
+KEY = "sk-TRIGGER-a1b2c3d4e5f6-secret"
+BASE = "https://api.segmind.test"
+RID = "req-trigger-42"
+STATUS_URL = f"{BASE}/v2/requests/{RID}/status"
+RESULT_URL = f"{BASE}/v2/requests/{RID}"
+OUTPUT = "https://cdn.segmind.test/outputs/req-trigger-42.mp4"
+
+
+@pytest.fixture(autouse=True)
+def _conn(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = {"conn_type": "segmind", "password": KEY, "host": BASE}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+
+
+# -- RequestEvent.from_payload ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        "success",
+        ["success", RID],
+        42,
+        {"status": "done", "request_id": RID},
+        {"status": "SUCCESS", "request_id": RID},
+        {"status": None, "request_id": RID},
+        {"request_id": RID},
+        {"status": "success"},
+        {"status": "success", "request_id": ""},
+        {"status": "success", "request_id": None},
+        {"status": "success", "request_id": 42},
+    ],
+    ids=[
+        "none",
+        "string",
+        "list",
+        "int",
+        "unknown-status",
+        "uppercase-status",
+        "null-status",
+        "no-status",
+        "no-request-id",
+        "empty-request-id",
+        "null-request-id",
+        "int-request-id",
+    ],
+)
+def test_from_payload_rejects_a_malformed_event(payload: Any) -> None:
+    with pytest.raises(InvalidEventError):
+        RequestEvent.from_payload(payload)
+
+
+def test_invalid_event_is_a_value_error_that_shows_the_allowed_statuses() -> None:
+    with pytest.raises(ValueError, match="not one of") as caught:
+        RequestEvent.from_payload({"status": "done", "request_id": RID})
+    for status in ("success", "failed", "error", "timeout"):
+        assert status in str(caught.value)
+
+
+@pytest.mark.parametrize("status", ["success", "failed", "error", "timeout"])
+def test_from_payload_accepts_each_known_status(status: str) -> None:
+    event = RequestEvent.from_payload({"status": status, "request_id": RID, "message": "m", "metrics": None})
+    assert event.status == status
+    assert event.request_id == RID
+    assert event.message == "m"
+    assert event.metrics == {}
+
+
+def test_allow_list_is_exactly_the_four_statuses() -> None:
+    assert frozenset({"success", "failed", "error", "timeout"}) == EVENT_STATUSES
+
+
+def test_event_payload_round_trips_and_ignores_unknown_keys() -> None:
+    event = RequestEvent(
+        status="error", request_id=RID, message="m", error_type="SegmindAuthError", status_code=401, retryable=False
+    )
+    payload = event.to_payload()
+    json.dumps(payload)
+    assert RequestEvent.from_payload({**payload, "future_key": 1}) == event
+
+
+# -- serialize -----------------------------------------------------------------------------------
+
+
+def make_trigger(deadline: datetime | str | None = None, **kwargs: Any) -> SegmindRequestTrigger:
+    when = deadline if deadline is not None else datetime.now(UTC) + timedelta(seconds=30)
+    return SegmindRequestTrigger(request_id=RID, segmind_conn_id=CONN_ID, deadline=when, **kwargs)
+
+
+def rebuild(trigger: SegmindRequestTrigger) -> SegmindRequestTrigger:
+    classpath, kwargs = trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return cls(**json.loads(json.dumps(kwargs)))
+
+
+def test_serialize_classpath_imports_to_the_trigger_class() -> None:
+    classpath, _ = make_trigger().serialize()
+    module, _, name = classpath.rpartition(".")
+    assert getattr(importlib.import_module(module), name) is SegmindRequestTrigger
+
+
+def test_serialized_kwargs_are_plain_json_without_the_api_key() -> None:
+    trigger = make_trigger(
+        poll_interval=2, status_url=STATUS_URL, response_url=RESULT_URL, submitted_at=datetime.now(UTC)
+    )
+    _, kwargs = trigger.serialize()
+    text = json.dumps(kwargs)
+    assert KEY not in text
+    assert "password" not in text
+    assert json.loads(text) == kwargs
+
+
+@pytest.mark.parametrize(
+    "deadline",
+    [
+        datetime(2031, 5, 17, 9, 30, 15, 123456, tzinfo=UTC),
+        datetime(2031, 5, 17, 14, 30, 15, tzinfo=timezone(timedelta(hours=5))),
+        "2031-05-17T09:30:15+00:00",
+        "2031-05-17T09:30:15",
+    ],
+    ids=["utc", "plus-five", "iso-string", "naive-string-is-utc"],
+)
+def test_rebuilt_trigger_keeps_the_same_absolute_deadline(deadline: datetime | str) -> None:
+    trigger = make_trigger(deadline)
+    again = rebuild(trigger)
+    assert again.deadline == trigger.deadline
+    assert again.deadline.utcoffset() == timedelta(0)
+    expected = deadline if isinstance(deadline, datetime) else datetime.fromisoformat(deadline).replace(tzinfo=UTC)
+    assert again.deadline == expected
+
+
+def test_rebuilt_trigger_keeps_every_setting() -> None:
+    submitted = datetime(2031, 5, 17, 9, 0, tzinfo=UTC)
+    trigger = make_trigger(poll_interval=2.5, status_url=STATUS_URL, response_url=RESULT_URL, submitted_at=submitted)
+    again = rebuild(trigger)
+    assert again.serialize() == trigger.serialize()
+    assert (again.request_id, again.segmind_conn_id) == (RID, CONN_ID)
+    assert (again.poll_interval, again.status_url, again.response_url) == (2.5, STATUS_URL, RESULT_URL)
+    assert again.submitted_at == submitted
+
+
+# -- run() ---------------------------------------------------------------------------------------
+
+
+async def run_to_end(trigger: SegmindRequestTrigger) -> RequestEvent:
+    """Run the trigger, check it yields exactly one valid event with the request id, and return it."""
+    events = [event async for event in trigger.run()]
+    assert len(events) == 1
+    event = RequestEvent.from_payload(events[0].payload)
+    assert event.request_id == RID
+    return event
+
+
+def body(status: str, **extra: Any) -> dict[str, Any]:
+    return {"request_id": RID, "status": status, "metrics": {}, **extra}
+
+
+@respx.mock
+async def test_run_polls_until_completed_and_yields_success_without_any_post() -> None:
+    post = respx.post(url__startswith=BASE).mock(return_value=httpx.Response(500))
+    status = respx.get(STATUS_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=body("QUEUED")),
+            httpx.Response(200, json=body("PROCESSING", metrics={"queue_time": 0.1})),
+            httpx.Response(200, json=body("COMPLETED", metrics={"inference_time": 3.2})),
+        ]
+    )
+    metrics = {"inference_time": 3.2, "queue_time": 0.1, "cost": 0.45}
+    result = respx.get(RESULT_URL).mock(
+        return_value=httpx.Response(200, json=body("COMPLETED", output=OUTPUT, metrics=metrics))
+    )
+    respx.route(url__startswith=BASE).mock(return_value=httpx.Response(599))  # anything else would show up
+
+    event = await run_to_end(make_trigger(poll_interval=0.01))
+
+    assert event.status == "success"
+    assert event.output_url == OUTPUT
+    assert event.output == OUTPUT
+    assert event.metrics == metrics
+    assert status.call_count == 3
+    assert result.call_count == 1
+    assert post.called is False
+    assert {call.request.method for call in respx.calls} == {"GET"}
+    assert all(call.request.headers["x-api-key"] == KEY for call in respx.calls)
+
+
+@respx.mock
+async def test_run_follows_the_status_and_response_urls_it_was_given() -> None:
+    status = respx.get(f"{BASE}/custom/status/{RID}").mock(return_value=httpx.Response(200, json=body("COMPLETED")))
+    result = respx.get(f"{BASE}/custom/result/{RID}").mock(
+        return_value=httpx.Response(200, json=body("COMPLETED", output=[OUTPUT]))
+    )
+    trigger = make_trigger(
+        poll_interval=0.01, status_url=f"{BASE}/custom/status/{RID}", response_url=f"{BASE}/custom/result/{RID}"
+    )
+    event = await run_to_end(trigger)
+    assert event.status == "success"
+    assert event.output_url == OUTPUT
+    assert (status.call_count, result.call_count) == (1, 1)
+
+
+@respx.mock
+async def test_run_yields_failed_with_the_error_on_a_422_failed_body() -> None:
+    respx.get(STATUS_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=body("PROCESSING")),
+            httpx.Response(422, json=body("FAILED", error="Content blocked by safety filter", metrics={"x": 1})),
+        ]
+    )
+    event = await run_to_end(make_trigger(poll_interval=0.01))
+    assert event.status == "failed"
+    assert "Content blocked by safety filter" in event.message
+    assert RID in event.message
+    assert event.metrics == {"x": 1}
+    assert event.output_url is None
+
+
+@respx.mock
+async def test_run_yields_a_non_retryable_error_on_401() -> None:
+    status = respx.get(STATUS_URL).mock(return_value=httpx.Response(401, json={"error": "invalid x-api-key"}))
+    event = await run_to_end(make_trigger(poll_interval=0.01))
+    assert event.status == "error"
+    assert event.retryable is False
+    assert event.status_code == 401
+    assert event.error_type == "SegmindAuthError"
+    assert CONN_ID in event.message
+    assert KEY not in json.dumps(event.to_payload())
+    assert status.call_count == 1
+
+
+@respx.mock
+async def test_run_yields_an_error_naming_retention_on_404() -> None:
+    respx.get(STATUS_URL).mock(return_value=httpx.Response(404, json={"error": "Request not found or expired"}))
+    event = await run_to_end(make_trigger(poll_interval=0.01))
+    assert event.status == "error"
+    assert event.error_type == "SegmindRequestExpired"
+    assert "1 hour" in event.message
+
+
+async def test_run_with_a_past_deadline_times_out_without_any_http_call() -> None:
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        event = await run_to_end(make_trigger(datetime.now(UTC) - timedelta(seconds=1), poll_interval=0.01))
+    assert event.status == "timeout"
+    assert RID in event.message
+    assert "SegmindRequestSensor" in event.message
+    assert len(router.calls) == 0
+
+
+@respx.mock
+async def test_run_times_out_at_the_deadline_while_still_queued() -> None:
+    status = respx.get(STATUS_URL).mock(return_value=httpx.Response(200, json=body("QUEUED")))
+    event = await run_to_end(make_trigger(datetime.now(UTC) + timedelta(seconds=0.3), poll_interval=0.05))
+    assert event.status == "timeout"
+    assert "QUEUED" in event.message
+    assert status.call_count >= 2
