@@ -1,9 +1,15 @@
-"""The one event a SegmindRequestTrigger yields, and its validation on the worker."""
+"""The one event a wait for a Segmind request ends with: built in the trigger, checked on the worker."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from airflow_provider_aleph.protocol import SegmindStatus
+
+if TYPE_CHECKING:
+    from airflow_provider_aleph.exceptions import SegmindError
+    from airflow_provider_aleph.protocol import RequestState
 
 EventStatus = Literal["success", "failed", "error", "timeout"]
 EVENT_STATUSES: frozenset[str] = frozenset(get_args(EventStatus))
@@ -63,3 +69,53 @@ class RequestEvent:
         metrics = known.get("metrics")
         known["metrics"] = metrics if isinstance(metrics, dict) else {}
         return cls(**known)
+
+
+def terminal_event(state: RequestState, elapsed: str = "?") -> RequestEvent | None:
+    """The event for a finished request (COMPLETED read from its result body, or FAILED), else None.
+
+    :param state: the request's latest state.
+    :param elapsed: time since submit, for the message.
+    """
+    if state.status is SegmindStatus.COMPLETED:
+        return RequestEvent(
+            status="success",
+            request_id=state.request_id,
+            message=f"Segmind request {state.request_id} COMPLETED after {elapsed}",
+            output_url=state.output_url,
+            output=state.output,
+            metrics=state.metrics,
+        )
+    if state.status is SegmindStatus.FAILED:
+        return RequestEvent(
+            status="failed",
+            request_id=state.request_id,
+            message=f"Segmind request {state.request_id} FAILED: {state.error or 'no detail given'}",
+            metrics=state.metrics,
+        )
+    return None
+
+
+def error_event(request_id: str, err: SegmindError) -> RequestEvent:
+    """The event for a request whose state could not be read."""
+    return RequestEvent(
+        status="error",
+        request_id=request_id,
+        message=str(err),
+        error_type=type(err).__name__,
+        status_code=err.status_code,
+        retryable=err.retryable,
+    )
+
+
+def timeout_event(request_id: str, deadline: str, last_seen: str | None) -> RequestEvent:
+    """The event for a request still unfinished at the deadline; it says how to pick it up later."""
+    return RequestEvent(
+        status="timeout",
+        request_id=request_id,
+        message=(
+            f"Segmind request {request_id} was still {last_seen or 'unfinished'} at the deadline {deadline}; "
+            f"it may still finish. Wait for it with SegmindRequestSensor(request_id={request_id!r}) "
+            "within the 1-hour retention"
+        ),
+    )

@@ -63,6 +63,12 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "sensors": [
+            {
+                "integration-name": "Segmind",
+                "python-modules": ["airflow_provider_aleph.sensors.segmind"],
+            }
+        ],
         "triggers": [
             {
                 "integration-name": "Segmind",

@@ -94,7 +94,24 @@ class SegmindHook(BaseHook):
         """Connection form for Airflow 3.0-3.1 (3.2+ reads the same from provider info)."""
         from airflow_provider_aleph.get_provider_info import SEGMIND_UI_FIELD_BEHAVIOUR
 
-        return SEGMIND_UI_FIELD_BEHAVIOUR
+        # Provider info spells the keys "hidden-fields"; the hook API spells them "hidden_fields".
+        return {key.replace("-", "_"): value for key, value in SEGMIND_UI_FIELD_BEHAVIOUR.items()}
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra form fields for Airflow 3.0-3.1 (needs the FAB provider's Flask pieces there)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import StringField
+
+        from airflow_provider_aleph.get_provider_info import SEGMIND_CONN_FIELDS
+
+        return {
+            name: StringField(
+                lazy_gettext(field["label"]), widget=BS3TextFieldWidget(), description=field["description"]
+            )
+            for name, field in SEGMIND_CONN_FIELDS.items()
+        }
 
     def _params_from(self, conn: Any, extra: dict[str, Any]) -> ConnectionParams:
         api_key = (conn.password or os.environ.get(API_KEY_ENV) or "").strip()

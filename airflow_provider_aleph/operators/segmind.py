@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -12,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 
-from airflow_provider_aleph.events import InvalidEventError, RequestEvent
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.inputs import InvalidParameter
 from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink
+from airflow_provider_aleph.results import result_from_event, wait_in_worker
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 if TYPE_CHECKING:
@@ -130,7 +129,7 @@ class SegmindSubmitOperator(BaseOperator):
             # emits its own timeout event against the same absolute deadline instead.
             self.defer(trigger=trigger, method_name="execute_complete")
         self.log.info("Waiting in the worker (deferrable=False), polling every %.1fs", self.poll_interval)
-        return self._finish(context, _first_event(trigger))
+        return self._finish(context, wait_in_worker(trigger))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: check its event, then return the result or fail."""
@@ -146,38 +145,6 @@ class SegmindSubmitOperator(BaseOperator):
             self.hook.close()
 
     def _finish(self, context: Context, payload: Any) -> dict[str, Any]:
-        try:
-            event = RequestEvent.from_payload(payload)
-        except InvalidEventError as err:
-            raise AirflowFailException(f"Segmind trigger sent an invalid event: {err}") from None
-        where = f"(conn_id={self.segmind_conn_id})"
-        if event.status != "success":
-            # Not retried by Airflow: a retry would submit and pay for a second job.
-            self.log.error("Segmind request %s ended with %s: %s", event.request_id, event.status, event.message)
-            raise AirflowFailException(f"{event.message} {where}")
-        if self.require_output_url and not event.output_url:
-            raise AirflowFailException(
-                f"Segmind request {event.request_id} COMPLETED but its result has no output URL "
-                f"(output={event.output!r}) {where}"
-            )
-        self.log.info("%s; output: %s", event.message, event.output_url)
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=event.output_url)
-        return {
-            "request_id": event.request_id,
-            "status": "COMPLETED",
-            "output_url": event.output_url,
-            "output_path": None,
-            "metrics": event.metrics,
-            "output": event.output,
-        }
-
-
-def _first_event(trigger: SegmindRequestTrigger) -> dict[str, Any]:
-    """Run the trigger's own loop in the worker, so both modes share one way of waiting."""
-
-    async def first() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AirflowFailException(f"Segmind trigger for {trigger.request_id} ended without an event")
-
-    return asyncio.run(first())
+        return result_from_event(
+            context, payload, conn_id=self.segmind_conn_id, require_output_url=self.require_output_url, log=self.log
+        )

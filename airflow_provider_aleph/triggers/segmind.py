@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_aleph.events import RequestEvent
+from airflow_provider_aleph.events import RequestEvent, error_event, terminal_event, timeout_event
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.protocol import SegmindStatus
@@ -106,30 +106,16 @@ class SegmindRequestTrigger(BaseTrigger):
             except TimeoutError:
                 break
             except SegmindError as err:
-                return RequestEvent(
-                    status="error",
-                    request_id=self.request_id,
-                    message=str(err),
-                    error_type=type(err).__name__,
-                    status_code=err.status_code,
-                    retryable=err.retryable,
-                )
+                return error_event(self.request_id, err)
             if state.status is not last:
                 self.log.info(
                     "Segmind request %s is %s (%s since submit)", self.request_id, state.status.value, self._elapsed()
                 )
                 last = state.status
-            if state.status is SegmindStatus.COMPLETED:
-                return self._success_event(state)
-            if state.status is SegmindStatus.FAILED:
-                return RequestEvent(
-                    status="failed",
-                    request_id=self.request_id,
-                    message=f"Segmind request {self.request_id} FAILED: {state.error or 'no detail given'}",
-                    metrics=state.metrics,
-                )
+            if event := terminal_event(state, self._elapsed()):
+                return event
             await asyncio.sleep(max(0.0, min(self.poll_interval, self._seconds_left())))
-        return self._timeout_event(last)
+        return timeout_event(self.request_id, self.deadline.isoformat(), last.value if last else None)
 
     async def _poll(self, hook: SegmindHook) -> RequestState:
         """The status, or once it says COMPLETED the result body, which holds the output."""
@@ -137,25 +123,3 @@ class SegmindRequestTrigger(BaseTrigger):
         if state.status is SegmindStatus.COMPLETED:
             return await hook.aget_result(self.request_id, self.response_url)
         return state
-
-    def _success_event(self, result: RequestState) -> RequestEvent:
-        return RequestEvent(
-            status="success",
-            request_id=self.request_id,
-            message=f"Segmind request {self.request_id} COMPLETED after {self._elapsed()}",
-            output_url=result.output_url,
-            output=result.output,
-            metrics=result.metrics,
-        )
-
-    def _timeout_event(self, last: SegmindStatus | None) -> RequestEvent:
-        seen = last.value if last else "unknown"
-        return RequestEvent(
-            status="timeout",
-            request_id=self.request_id,
-            message=(
-                f"Segmind request {self.request_id} was still {seen} at the deadline "
-                f"{self.deadline.isoformat()}; it may still finish. Wait for it with "
-                f"SegmindRequestSensor(request_id={self.request_id!r}) within the 1-hour retention"
-            ),
-        )

@@ -1,0 +1,110 @@
+"""SegmindRequestSensor: wait for a Segmind request that was submitted elsewhere."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    BaseSensorOperator,
+    PokeReturnValue,
+)
+
+from airflow_provider_aleph.events import terminal_event
+from airflow_provider_aleph.exceptions import SegmindError
+from airflow_provider_aleph.hooks.segmind import SegmindHook
+from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink
+from airflow_provider_aleph.protocol import SegmindStatus
+from airflow_provider_aleph.results import result_from_event
+from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+
+class SegmindRequestSensor(BaseSensorOperator):
+    """Wait for a Segmind request by id (from another task or system); return its result dict.
+
+    Never submits anything. Deferrable by default; ``deferrable=False`` pokes in ``poke`` or
+    ``reschedule`` mode. A FAILED or expired request fails the task without retry.
+
+    :param request_id: the Segmind request id (templated).
+    :param segmind_conn_id: the Airflow connection of type ``segmind``.
+    :param deferrable: wait in the triggerer (True) or poke from the worker (False).
+    :param poll_interval: seconds between status polls (also the poke interval).
+    :param require_output_url: fail when the COMPLETED result has no output URL.
+    """
+
+    template_fields: Sequence[str] = ("request_id",)
+    operator_extra_links = (SegmindOutputLink(),)
+    ui_color = "#d7e9f7"
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        segmind_conn_id: str = SegmindHook.default_conn_name,
+        deferrable: bool = True,
+        poll_interval: float = 10.0,
+        require_output_url: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.request_id = request_id
+        self.segmind_conn_id = segmind_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = float(poll_interval)
+        self.require_output_url = require_output_url
+
+    @cached_property
+    def hook(self) -> SegmindHook:
+        """The hook for this task's connection."""
+        return SegmindHook(self.segmind_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        """Defer to the trigger (default) or poke until the request finishes."""
+        if not isinstance(self.request_id, str) or not self.request_id.strip():
+            raise AirflowFailException(
+                f"Invalid parameter 'request_id': must be a non-empty string; got {self.request_id!r}"
+            )
+        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value="")
+        if self.deferrable:
+            now = datetime.now(UTC)
+            self.defer(
+                trigger=SegmindRequestTrigger(
+                    request_id=self.request_id,
+                    segmind_conn_id=self.segmind_conn_id,
+                    deadline=now + timedelta(seconds=float(self.timeout)),
+                    poll_interval=self.poll_interval,
+                ),
+                method_name="execute_complete",
+            )
+        return super().execute(context)
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """One look at the request: not done, done with its result, or a failure."""
+        try:
+            state = self.hook.get_status(self.request_id)
+            if state.status is SegmindStatus.COMPLETED:
+                state = self.hook.get_result(self.request_id)
+        except SegmindError as err:
+            raise (AirflowException if err.retryable else AirflowFailException)(str(err)) from None
+        finally:
+            self.hook.close()
+        self.log.info("Segmind request %s is %s", self.request_id, state.status.value)
+        event = terminal_event(state)
+        if event is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self.execute_complete(context, event.to_payload()))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Turn the final event into the result dict, or fail the task."""
+        return result_from_event(
+            context, event, conn_id=self.segmind_conn_id, require_output_url=self.require_output_url, log=self.log
+        )

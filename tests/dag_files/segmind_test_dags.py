@@ -1,0 +1,28 @@
+"""DAGs for the generic operator and the request sensor, run with dag.test() against the emulator."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airflow_provider_aleph.operators.segmind import SegmindSubmitOperator
+from airflow_provider_aleph.sensors.segmind import SegmindRequestSensor
+
+START = datetime(2026, 1, 1)
+
+with DAG("segmind_generic", schedule=None, start_date=START, params={"prompt": "a snowy street"}) as generic:
+    SegmindSubmitOperator(
+        task_id="edit",
+        model="flux-schnell",
+        payload={"prompt": "{{ params.prompt }}", "steps": 4},
+        poll_interval=0.1,
+    )
+
+with DAG("segmind_sensor_deferred", schedule=None, start_date=START, params={"request_id": ""}) as sensor_deferred:
+    SegmindRequestSensor(task_id="edit", request_id="{{ params.request_id }}", poll_interval=0.1, timeout=60)
+
+with DAG("segmind_sensor_poke", schedule=None, start_date=START, params={"request_id": ""}) as sensor_poke:
+    SegmindRequestSensor(
+        task_id="edit", request_id="{{ params.request_id }}", deferrable=False, poll_interval=0.1, timeout=60
+    )
