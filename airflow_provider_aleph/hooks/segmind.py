@@ -121,7 +121,9 @@ class SegmindHook(BaseHook):
                 f"or {API_KEY_ENV} in the environment",
                 conn_id=self.segmind_conn_id,
             )
-        mask_secret(api_key)
+        if not conn.password:
+            # Airflow masks a connection's password itself; a key from the environment it does not know.
+            mask_secret(api_key)
         host = conn.host or DEFAULT_BASE_URL
         if "://" not in host and conn.port:
             host = f"{host}:{conn.port}"

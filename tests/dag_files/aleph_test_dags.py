@@ -76,3 +76,9 @@ with DAG("aleph_expand", schedule=None, start_date=START, params={"videos": []})
         return list(context["params"]["videos"])
 
     RunwayAlephOperator.partial(task_id="edit", prompt="make it winter", **FAST).expand(video=list_videos())
+
+# A literal list: each mapped video is itself a template, rendered per mapped task instance.
+with DAG("aleph_expand_literal", schedule=None, start_date=START, params={"base": ""}) as expand_literal:
+    RunwayAlephOperator.partial(task_id="edit", prompt="make it winter", **FAST).expand(
+        video=[f"{{{{ params.base }}}}/samples/sample.mp4?clip={n}" for n in range(3)]
+    )

@@ -117,11 +117,12 @@ def test_templated_prompt_and_seed_are_rendered_and_coerced(segmind_conn, video)
     assert payload["aspect_ratio"] == "9:16"
 
 
-def test_expand_over_three_videos_submits_three_jobs(segmind_conn):
+@pytest.mark.parametrize("dag_name", ["expand", "expand_literal"])
+def test_expand_over_three_videos_submits_three_jobs(dag_name, segmind_conn):
     import aleph_test_dags
 
     videos = [f"{segmind_conn.base_url}/samples/sample.mp4?clip={n}" for n in range(3)]
-    dag_run = aleph_test_dags.expand.test(run_conf={"videos": videos})
+    dag_run = getattr(aleph_test_dags, dag_name).test(run_conf={"videos": videos, "base": segmind_conn.base_url})
 
     assert state(dag_run) == "success"
     tis = task_instances(dag_run)

@@ -6,6 +6,7 @@ import importlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
@@ -272,3 +273,43 @@ async def test_run_times_out_at_the_deadline_while_still_queued() -> None:
     assert event.status == "timeout"
     assert "QUEUED" in event.message
     assert status.call_count >= 2
+
+
+@respx.mock
+async def test_retries_inside_a_poll_do_not_carry_it_past_the_deadline() -> None:
+    # The default policy would back off for up to a minute on repeated 503s; the deadline wins.
+    status = respx.get(STATUS_URL).mock(return_value=httpx.Response(503, text="<html>busy</html>"))
+    started = datetime.now(UTC)
+    event = await run_to_end(make_trigger(started + timedelta(seconds=0.5), poll_interval=0.05))
+    assert event.status == "timeout"
+    assert status.call_count >= 1
+    assert datetime.now(UTC) - started < timedelta(seconds=5)
+
+
+@respx.mock
+async def test_success_comes_from_the_result_body_not_the_status_alone() -> None:
+    respx.get(STATUS_URL).mock(return_value=httpx.Response(200, json=body("COMPLETED")))
+    result = respx.get(RESULT_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=body("PROCESSING", output=None)),
+            httpx.Response(200, json=body("COMPLETED", output=OUTPUT)),
+        ]
+    )
+    event = await run_to_end(make_trigger(poll_interval=0.01))
+    assert event.status == "success"
+    assert event.output_url == OUTPUT
+    assert result.call_count == 2
+
+
+@respx.mock
+async def test_a_failed_body_under_a_5xx_is_a_server_error_not_a_failure() -> None:
+    respx.get(STATUS_URL).mock(
+        side_effect=[
+            httpx.Response(500, json=body("FAILED", error="internal")),
+            httpx.Response(200, json=body("COMPLETED")),
+        ]
+    )
+    respx.get(RESULT_URL).mock(return_value=httpx.Response(200, json=body("COMPLETED", output=OUTPUT)))
+    with patch("airflow_provider_aleph.retry.RetryPolicy.wait_seconds", return_value=0.0):
+        event = await run_to_end(make_trigger(poll_interval=0.01))
+    assert event.status == "success", "a 5xx is retried; only a 4xx FAILED body ends the request"
