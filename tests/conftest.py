@@ -33,7 +33,7 @@ import pytest  # noqa: E402
 
 from airflow_provider_aleph.emulator import Emulator  # noqa: E402
 
-TEST_API_KEY = "sk-test-emulator-0123456789abcdef"
+TEST_API_KEY = "fake-test-emulator-0123456789abcdef"
 
 
 def pytest_configure(config: pytest.Config) -> None:

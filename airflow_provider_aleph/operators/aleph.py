@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aleph.inputs import (
+    remote_size,
     require_aspect_ratio,
     require_http_url,
     require_prompt,
@@ -71,5 +72,7 @@ class RunwayAlephOperator(SegmindSubmitOperator):
         return payload
 
     def check_inputs(self, payload: dict[str, Any]) -> None:
-        """Refuse a video whose server reports it over Segmind's 16 MiB limit, or that is unreachable."""
+        """Refuse inputs Segmind could not fetch, and a video its server reports over 16 MiB."""
         require_video_size(payload["video"])
+        if "reference_image" in payload:
+            remote_size("reference_image", payload["reference_image"])

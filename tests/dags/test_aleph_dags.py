@@ -68,6 +68,8 @@ INVALID = [
     pytest.param({"reference_image": "ftp://example.invalid/a.png"}, id="reference-image-scheme"),
     pytest.param({"video": "{base}/samples/oversized.mp4"}, id="video-over-16mb"),
     pytest.param({"video": "{base}/samples/missing.mp4"}, id="video-missing"),
+    pytest.param({"reference_image": "{base}/samples/missing.png"}, id="reference-image-missing"),
+    pytest.param({"video": "http://127.0.0.1:9/clip.mp4"}, id="video-unreachable"),
 ]
 
 

@@ -16,7 +16,7 @@ from tests.dags.helpers import state
 
 pytestmark = pytest.mark.dag
 
-SECRET = "sk-SECRET-5e1f0c2b9a8d7e6f-never-print-me"
+SECRET = "fake-SECRET-5e1f0c2b9a8d7e6f-never-print-me"
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_key_absent_from_logs_and_xcom_of_real_runs(dag_name, secret_emulator, c
 def test_rejected_key_is_not_echoed_in_the_failure(secret_emulator, monkeypatch, capfd, caplog):
     import aleph_test_dags
 
-    wrong = "sk-WRONG-0a1b2c3d4e5f6a7b-also-secret"
+    wrong = "fake-WRONG-0a1b2c3d4e5f6a7b-also-secret"
     monkeypatch.setenv(
         "AIRFLOW_CONN_SEGMIND_DEFAULT",
         json.dumps({"conn_type": "segmind", "password": wrong, "host": secret_emulator.base_url}),

@@ -15,7 +15,7 @@ from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 from airflow_provider_aleph.operators.segmind import SegmindSubmitOperator
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
-KEY = "sk-OPERATOR-unit-0b9e8d7c6a5f"
+KEY = "fake-OPERATOR-unit-0b9e8d7c6a5f"
 BASE = "https://api.segmind.test"
 VIDEO = "https://cdn.example.com/in.mp4"
 RID = "req-op-1"
