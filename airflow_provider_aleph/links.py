@@ -12,6 +12,15 @@ if TYPE_CHECKING:
 OUTPUT_URL_XCOM_KEY = "output_url"
 
 
+def reset_output_url(ti: Any) -> None:
+    """Push an empty ``output_url`` as a task starts.
+
+    The link is evaluated at every deferral; with the key present it shows "no output yet"
+    instead of logging a missing XCom. Empty, not None: Airflow 3.0 refuses a None XCom.
+    """
+    ti.xcom_push(key=OUTPUT_URL_XCOM_KEY, value="")
+
+
 class SegmindOutputLink(BaseOperatorLink):
     """Links a finished task to its output (the URL Segmind returned)."""
 

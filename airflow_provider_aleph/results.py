@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_aleph.events import InvalidEventError, RequestEvent
 from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY
@@ -15,7 +15,14 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_aleph.exceptions import SegmindError
     from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+
+
+def airflow_error(err: SegmindError) -> AirflowException:
+    """The task outcome for a provider error: Airflow may retry only what another attempt can fix
+    without paying twice (429 or a refused connection before any job existed)."""
+    return (AirflowException if err.retryable else AirflowFailException)(str(err))
 
 
 def result_from_event(

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
 
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.inputs import InvalidParameter
-from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink
-from airflow_provider_aleph.results import result_from_event, wait_in_worker
+from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
+from airflow_provider_aleph.results import airflow_error, result_from_event, wait_in_worker
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 if TYPE_CHECKING:
@@ -102,10 +102,7 @@ class SegmindSubmitOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Validate, submit, push ``request_id``, then defer (or wait here) until the job ends."""
-        # Present from the start (empty until the job completes), so the extra link, evaluated at
-        # every deferral, finds "no output yet" instead of logging a missing key. Not None:
-        # Airflow 3.0 refuses a None XCom.
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value="")
+        reset_output_url(context["ti"])
         try:
             payload = self.build_payload()
             self.check_inputs(payload)
@@ -139,8 +136,7 @@ class SegmindSubmitOperator(BaseOperator):
         try:
             return self.hook.submit(self.model, payload)
         except SegmindError as err:
-            # Only failures before any job existed are retryable (429, connection refused).
-            raise (AirflowException if err.retryable else AirflowFailException)(str(err)) from None
+            raise airflow_error(err) from None
         finally:
             self.hook.close()
 

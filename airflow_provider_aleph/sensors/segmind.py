@@ -7,7 +7,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
-    AirflowException,
     AirflowFailException,
     BaseSensorOperator,
     PokeReturnValue,
@@ -16,9 +15,9 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_aleph.events import terminal_event
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
-from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink
+from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
 from airflow_provider_aleph.protocol import SegmindStatus
-from airflow_provider_aleph.results import result_from_event
+from airflow_provider_aleph.results import airflow_error, result_from_event
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ class SegmindRequestSensor(BaseSensorOperator):
             raise AirflowFailException(
                 f"Invalid parameter 'request_id': must be a non-empty string; got {self.request_id!r}"
             )
-        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value="")
+        reset_output_url(context["ti"])
         if self.deferrable:
             now = datetime.now(UTC)
             self.defer(
@@ -94,7 +93,7 @@ class SegmindRequestSensor(BaseSensorOperator):
             if state.status is SegmindStatus.COMPLETED:
                 state = self.hook.get_result(self.request_id)
         except SegmindError as err:
-            raise (AirflowException if err.retryable else AirflowFailException)(str(err)) from None
+            raise airflow_error(err) from None
         finally:
             self.hook.close()
         self.log.info("Segmind request %s is %s", self.request_id, state.status.value)
