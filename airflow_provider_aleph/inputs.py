@@ -14,6 +14,7 @@ from airflow_provider_aleph.protocol import USER_AGENT
 #: Segmind's limit on an input video ("max 16MB"), read generously as MiB.
 MAX_VIDEO_BYTES = 16 * 1024 * 1024
 INTEGER = re.compile(r"-?[0-9]+")
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s]+$")
 ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
 
 
@@ -64,8 +65,17 @@ def require_seed(value: Any) -> int | None:
     raise InvalidParameter("seed", f"must be an integer (or a string of digits); got {_shown(value)}")
 
 
-def require_http_url(parameter: str, value: Any, *, required: bool) -> str | None:
-    """An http(s) URL that Segmind can fetch itself.
+def is_http_url(value: Any) -> bool:
+    """Whether ``value`` is an http(s) URL string (which Segmind can fetch itself)."""
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value.strip())
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def require_input(parameter: str, value: Any, *, required: bool) -> Any:
+    """An input file: an http(s) URL, an object storage URI (``s3://``, ``gs://``, ``file://``, ...) or an
+    ``ObjectStoragePath``. Object storage is presigned or uploaded later (see :mod:`storage`).
 
     :param parameter: the parameter's name, for the message.
     :param value: the value given.
@@ -73,22 +83,19 @@ def require_http_url(parameter: str, value: Any, *, required: bool) -> str | Non
     """
     if value is None and not required:
         return None
+    if type(value).__name__ == "ObjectStoragePath":
+        return value
     if isinstance(value, str) and value.strip():
-        parts = urlsplit(value.strip())
-        if parts.scheme in ("http", "https") and parts.netloc:
-            return value.strip()
-        if parts.scheme and parts.scheme not in ("http", "https"):
-            raise InvalidParameter(
-                parameter,
-                f"object storage and other {parts.scheme}:// inputs are not supported by this version; "
-                "pass an http(s) URL that Segmind can download",
-            )
-    elif type(value).__name__ == "ObjectStoragePath":
-        raise InvalidParameter(
-            parameter,
-            "ObjectStoragePath inputs are not supported by this version; pass an http(s) URL that Segmind can download",
-        )
-    raise InvalidParameter(parameter, f"must be an http(s) URL that Segmind can download; got {_shown(value)}")
+        text = value.strip()
+        if is_http_url(text):
+            return text
+        if URI_SCHEME.match(text) and not text.lower().startswith(("http:", "https:")):
+            return text
+    raise InvalidParameter(
+        parameter,
+        "must be an http(s) URL that Segmind can download, an object storage URI such as "
+        f"s3://bucket/key or file:///path, or an ObjectStoragePath; got {_shown(value)}",
+    )
 
 
 def remote_size(parameter: str, url: str, *, timeout: float = 30.0) -> int | None:

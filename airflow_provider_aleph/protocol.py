@@ -6,12 +6,14 @@ through an ``httpx.Client`` or ``httpx.AsyncClient``, and hands every answer to 
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import enum
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -29,6 +31,10 @@ from airflow_provider_aleph.exceptions import (
     SegmindRequestExpired,
     SegmindServerError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO
 
 DEFAULT_BASE_URL = "https://api.segmind.com"
 DEFAULT_UPLOAD_URL = "https://workflows-api.segmind.com"
@@ -55,6 +61,7 @@ class Kind(enum.StrEnum):
     SUBMIT = "submit"
     STATUS = "status"
     RESULT = "result"
+    UPLOAD = "upload"
 
 
 @dataclass(frozen=True)
@@ -300,4 +307,90 @@ def parse_state(response: httpx.Response, spec: RequestSpec) -> RequestState:
         output=body.get("output"),
         metrics=metrics if isinstance(metrics, dict) else {},
         raw=body,
+    )
+
+
+#: Raw bytes base64-encoded at a time in an upload body; a multiple of 3, so the pieces join without padding.
+UPLOAD_PIECE_BYTES = 3 * 256 * 1024
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
+
+
+def upload_spec(upload_url: str) -> RequestSpec:
+    """Build the files API POST that stores an asset and answers its persistent URL."""
+    return RequestSpec(Kind.UPLOAD, "POST", f"{upload_url}/upload-asset")
+
+
+@dataclass(frozen=True)
+class UploadBody:
+    """The upload JSON ``{"data_urls": ["data:<type>;base64,<bytes>"]}``, produced piece by piece so a
+    video is never held in memory whole, raw or encoded.
+
+    :param content_type: the file's media type, e.g. ``video/mp4``.
+    :param size: the file's size in bytes; the stream must yield exactly this many.
+    """
+
+    content_type: str
+    size: int
+
+    def __post_init__(self) -> None:
+        if not _MEDIA_TYPE.fullmatch(self.content_type):
+            raise ValueError(f"content_type must be a media type such as 'video/mp4'; got {self.content_type!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"size must be a number of bytes (an int >= 0); got {self.size!r}")
+
+    @property
+    def head(self) -> bytes:
+        """Everything before the base64 text."""
+        return f'{{"data_urls": ["data:{self.content_type};base64,'.encode()
+
+    @property
+    def length(self) -> int:
+        """The body's exact length, sent as Content-Length (some gateways refuse chunked bodies)."""
+        return len(self.head) + 4 * -(-self.size // 3) + 3
+
+    def pieces(self, stream: BinaryIO, piece_bytes: int = UPLOAD_PIECE_BYTES) -> Iterator[bytes]:
+        """Yield the body, reading ``stream`` ``piece_bytes`` at a time (a multiple of 3)."""
+        yield self.head
+        pending, seen = bytearray(), 0
+        while True:
+            block = stream.read(piece_bytes)
+            seen += len(block)
+            if seen > self.size:
+                break
+            pending += block
+            if block and len(pending) < piece_bytes:
+                continue
+            # Encode whole 3-byte groups only, except at the end where base64 pads the rest.
+            cut = len(pending) - len(pending) % 3 if block else len(pending)
+            yield base64.b64encode(bytes(pending[:cut]))
+            del pending[:cut]
+            if not block:
+                break
+        if seen != self.size:
+            raise SegmindError(
+                f"The file to upload changed while it was read: expected {self.size} bytes, read {seen}"
+                + ("" if seen < self.size else " or more")
+            )
+        yield b'"]}'
+
+
+def parse_upload(response: httpx.Response, spec: RequestSpec) -> str:
+    """Read the files API answer: the first URL of ``file_urls`` (the SDK's name) or ``urls`` (the docs')."""
+    what = spec.describe()
+    if response.status_code == 404:
+        raise SegmindNotFound(
+            f"No Segmind files API at {what}: check the connection's extra 'upload_url'", status_code=404
+        )
+    if response.status_code == 413:
+        raise SegmindBadRequest(f"Segmind's files API refused {what}: the file is too large", status_code=413)
+    if not response.is_success:
+        raise error_from_response(response, spec)
+    body = _json_object(response) or {}
+    for key in ("file_urls", "urls"):
+        url = _url_in(body.get(key))
+        if url:
+            return url
+    raise SegmindProtocolError(
+        f"Segmind's files API answered {what} without a file URL (keys: {sorted(body)})",
+        status_code=response.status_code,
     )

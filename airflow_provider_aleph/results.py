@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 from airflow_provider_aleph.events import InvalidEventError, RequestEvent
+from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY
 
 if TYPE_CHECKING:
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_aleph.exceptions import SegmindError
     from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 
@@ -32,16 +32,20 @@ def result_from_event(
     conn_id: str,
     require_output_url: bool,
     log: logging.Logger | Any,
+    retry_safe: bool = False,
 ) -> dict[str, Any]:
     """Validate the event and return the task's result dict; fail the task for anything but success.
 
-    Failures raise AirflowFailException: an Airflow retry would submit, and pay for, a second job.
+    FAILED, expired and invalid events raise AirflowFailException: the job itself is over. A deadline
+    passed, or the API unreachable past the retry budget, lets Airflow retry only when ``retry_safe``
+    (the next try reattaches to the same request instead of paying for a new one).
 
     :param context: the task's context (its ``ti`` receives XCom ``output_url``).
     :param payload: the event as received; None or an unknown status is an error, never success.
     :param conn_id: the connection id, named in failure messages.
     :param require_output_url: whether a COMPLETED result without an output URL is a failure.
     :param log: the task's logger.
+    :param retry_safe: whether an Airflow retry would pick up this same request (never submit again).
     """
     try:
         event = RequestEvent.from_payload(payload)
@@ -54,6 +58,9 @@ def result_from_event(
     )
     if event.status != "success":
         log.error("Segmind request %s ended with %s: %s", event.request_id, event.status, event.message)
+        may_retry = retry_safe and (event.status == "timeout" or (event.status == "error" and event.retryable))
+        if may_retry:
+            raise AirflowException(f"{event.message} {where}; an Airflow retry of this task reattaches to it")
         raise AirflowFailException(f"{event.message} {where}")
     if require_output_url and not event.output_url:
         raise AirflowFailException(
@@ -70,6 +77,47 @@ def result_from_event(
         "metrics": event.metrics,
         "output": event.output,
     }
+
+
+def deliver_output(
+    result: dict[str, Any],
+    output_path: Any,
+    *,
+    retry_safe: bool,
+    log: logging.Logger | Any,
+) -> dict[str, Any]:
+    """Copy the finished job's output into ``output_path`` (when set) and record where it landed.
+
+    The copy retries in place; if it still fails, the task fails with the output URL, and Airflow
+    may retry it only when ``retry_safe`` (the next try reuses the COMPLETED request, never pays again).
+
+    :param result: the result dict from :func:`result_from_event`; ``output_path`` is filled in.
+    :param output_path: a URI string or ObjectStoragePath, or None/"" for no copy.
+    :param retry_safe: whether an Airflow retry would reuse this request.
+    :param log: the task's logger.
+    """
+    if output_path is None or (isinstance(output_path, str) and not output_path.strip()):
+        return result
+    from airflow_provider_aleph.storage import copy_output
+
+    url = result.get("output_url")
+    if not url:
+        raise AirflowFailException(
+            f"Segmind request {result['request_id']} has no output URL to copy to output_path {output_path!s}"
+        )
+    try:
+        path = copy_output(url, output_path, log=log)
+    except SegmindError as err:
+        hint = (
+            "an Airflow retry of this task copies it again without a new job"
+            if retry_safe
+            else "the output stays at its URL for about 7 days"
+        )
+        raise (AirflowException if retry_safe else AirflowFailException)(
+            f"Could not copy the output of Segmind request {result['request_id']} to {output_path!s}: {err}; {hint}"
+        ) from None
+    log.info("Copied the output of Segmind request %s to %s", result["request_id"], path)
+    return {**result, "output_path": str(path)}
 
 
 def wait_in_worker(trigger: SegmindRequestTrigger) -> dict[str, Any]:

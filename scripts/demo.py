@@ -1,7 +1,9 @@
-"""`make demo`: run the example DAG once with `airflow dags test` and print the request id and output URL.
+"""`make demo`: run the batch enrichment example once with `airflow dags test` over the three sample
+videos shipped in the repo, and print each request id and where each edited video landed.
 
 Uses the built-in Segmind emulator unless SEGMIND_API_KEY is set, in which case the real API is
-called (and billed). Everything lives in .airflow-demo/ beside this repo.
+called (three billed jobs; the local samples are uploaded through Segmind's files API). Everything
+lives in .airflow-demo/ beside this repo; the edited videos land in .airflow-demo/edited/.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 HOME = REPO / ".airflow-demo"
-DAG_ID = "example_aleph_winterize"
+DAG_ID = "example_aleph_batch_enrichment"
+SAMPLES = REPO / "example_dags" / "sample_videos"
+OUTPUT = HOME / "edited"
 
 
-def airflow_env(conn: dict[str, str]) -> dict[str, str]:
+def airflow_env(conn: dict[str, object]) -> dict[str, str]:
     env = os.environ.copy()
     env.update(
         {
@@ -61,49 +65,39 @@ def start_emulator() -> tuple[subprocess.Popen[bytes], str]:
     sys.exit("the Segmind emulator did not start within 10 s")
 
 
-def read_result(run_env: dict[str, str]) -> dict[str, object]:
+def read_results(run_env: dict[str, str]) -> list[dict[str, object]]:
+    """The return values of the run's mapped edit tasks, in map order."""
     code = (
         "import json\n"
         "from airflow.models.xcom import XComModel\n"
         "from airflow.utils.session import create_session\n"
         "from sqlalchemy import select\n"
         "with create_session() as s:\n"
-        f"    row = s.scalars(select(XComModel).where(XComModel.dag_id == {DAG_ID!r}, XComModel.key == 'return_value')"
-        ".order_by(XComModel.timestamp.desc())).first()\n"
-        "    print(json.dumps(XComModel.deserialize_value(row) if row else None))\n"
+        f"    rows = s.scalars(select(XComModel).where(XComModel.dag_id == {DAG_ID!r}, XComModel.task_id == 'edit',"
+        " XComModel.key == 'return_value').order_by(XComModel.map_index)).all()\n"
+        "    print(json.dumps([XComModel.deserialize_value(row) for row in rows]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1]) or {}
-
-
-def save_output(url: str) -> Path | None:
-    """Keep a copy of the output: the emulator's files go away with it, the API's after a few days."""
-    if not url:
-        return None
-    import httpx
-
-    target = HOME / "winterized.mp4"
-    with httpx.stream("GET", url, timeout=60) as response, target.open("wb") as out:
-        if response.status_code != 200:
-            return None
-        for chunk in response.iter_bytes():
-            out.write(chunk)
-    return target
+    return json.loads(out.stdout.strip().splitlines()[-1]) or []
 
 
 def main() -> int:
     shutil.rmtree(HOME, ignore_errors=True)
     HOME.mkdir()
     emulator = None
+    conf: dict[str, object] = {"input_prefix": SAMPLES.as_uri() + "/", "output_prefix": OUTPUT.as_uri() + "/"}
     if os.environ.get("SEGMIND_API_KEY"):
-        print("SEGMIND_API_KEY is set: using the real Segmind API (this job is billed).")
-        conf: dict[str, object] = {}
-        conn = {"conn_type": "segmind", "host": "https://api.segmind.com"}
+        print("SEGMIND_API_KEY is set: using the real Segmind API (three jobs, billed).")
+        conn: dict[str, object] = {"conn_type": "segmind", "host": "https://api.segmind.com"}
     else:
         emulator, base_url = start_emulator()
         print(f"No SEGMIND_API_KEY: using the built-in emulator at {base_url}")
-        conf = {"video": f"{base_url}/samples/sample.mp4"}
-        conn = {"conn_type": "segmind", "host": base_url, "password": "demo-key"}
+        conn = {
+            "conn_type": "segmind",
+            "host": base_url,
+            "password": "demo-key",
+            "extra": {"upload_url": base_url, "max_requests_per_minute": 600},
+        }
     env = airflow_env(conn)
     log = HOME / "dags-test.log"
     try:
@@ -113,21 +107,23 @@ def main() -> int:
         with log.open("w") as out:
             cmd = [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)]
             code = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
-        result = read_result(env)
-        saved = save_output(str(result.get("output_url") or ""))
+        results = read_results(env)
     finally:
         if emulator is not None:
             emulator.terminate()
             emulator.wait(timeout=10)
-    if code != 0 or result.get("status") != "COMPLETED":
+    inputs = sorted(SAMPLES.glob("*.mp4"))
+    done = [r for r in results if isinstance(r, dict) and r.get("status") == "COMPLETED" and r.get("output_path")]
+    if code != 0 or len(done) != len(inputs):
         print("".join(log.read_text().splitlines(keepends=True)[-40:]))
-        print(f"The demo run failed (exit {code}); the whole log is in {log}")
+        print(f"The demo run failed (exit {code}, {len(done)} of {len(inputs)} videos edited); the log is in {log}")
         return 1
     print()
-    print(f"Segmind request id: {result['request_id']}")
-    print(f"Output video URL:   {result['output_url']}")
-    if saved:
-        print(f"Saved a copy to:    {saved.relative_to(REPO)} ({saved.stat().st_size} bytes)")
+    print(f"Edited {len(done)} videos from {SAMPLES.relative_to(REPO)}/:")
+    for result in done:
+        landed = Path(str(result["output_path"]).removeprefix("file://"))
+        print(f"  request {result['request_id']} -> {landed.relative_to(REPO)} ({landed.stat().st_size} bytes)")
+    print(f"Output folder: {OUTPUT.relative_to(REPO)}/")
     return 0
 
 

@@ -1,14 +1,44 @@
 """Offline emulator of Segmind's v2 async API, for tests, demos and DAG authors' CI.
 
 ``with Emulator() as emu:`` serves the API on a free loopback port at ``emu.base_url``; point
-the provider's connection (or ``segmind.SegmindClient(base_url=f"{emu.base_url}/v1")``) at it.
-A prompt containing ``[emulator:fail]`` always ends FAILED; see ``jobs`` for the job timeline.
-Run it standalone with ``python -m airflow_provider_aleph.emulator --port 8765``.
+the provider's connection (host, and extra ``upload_url`` for the files API) or
+``segmind.SegmindClient(base_url=f"{emu.base_url}/v1")`` at it. A prompt containing
+``[emulator:fail]`` always ends FAILED; see ``jobs`` for the job timeline. Run it standalone with
+``python -m airflow_provider_aleph.emulator --port 8765`` (``--help`` lists every flag).
+
+What it emulates beyond the happy path, each an ``Emulator(...)`` keyword, a command-line flag,
+and a run-time setting (``emu.config(name=value)`` or ``POST /_emulator/config``):
+
+- input fetching (``fetch_inputs``, ``fetch_timeout``): each job's ``video`` / ``reference_image``
+  is fetched by the emulator; a failed fetch or a video over 16 MiB fails the (paid) job with
+  ``could not fetch video: ...``; the fetched video is the job's output;
+- the files API (``POST /upload-asset``, ``upload_answer_key``) and public ``/assets/...``;
+- large outputs (``output_size``): a generated, streamed byte pattern per request id; check copies
+  with ``emu.expected_output_sha256(request_id)`` or :func:`expected_output_sha256`;
+- interrupted downloads (``cut_outputs``, ``cut_after_bytes``);
+- injected faults (``error_rate``, reproducible with ``seed``): 429s, 5xx gateway pages and dropped
+  connections; a submit only gets faults that create nothing;
+- the account rate limit (``rpm_limit`` per ``rate_window`` seconds, per key);
+- keys out of credits (``insufficient_credits_keys``: 406 on submit) and a non-JSON submit (406);
+- lost submit answers (``lose_submit_answers``, ``lose_submit_mode``): the job is created, then
+  the answer is a 504 page or a dropped connection.
+
+``emu.stats()`` / ``GET /_emulator/stats`` counts all of it; ``emu.reset()`` clears it.
 """
 
 from __future__ import annotations
 
-from airflow_provider_aleph.emulator.jobs import FAIL_MARKER, FAILURE_REASON, EmulatorConfig, Job
+from airflow_provider_aleph.emulator.assets import expected_output_sha256, output_bytes_iter
+from airflow_provider_aleph.emulator.config import EmulatorConfig
+from airflow_provider_aleph.emulator.jobs import FAIL_MARKER, FAILURE_REASON, Job
 from airflow_provider_aleph.emulator.server import Emulator
 
-__all__ = ["FAILURE_REASON", "FAIL_MARKER", "Emulator", "EmulatorConfig", "Job"]
+__all__ = [
+    "FAILURE_REASON",
+    "FAIL_MARKER",
+    "Emulator",
+    "EmulatorConfig",
+    "Job",
+    "expected_output_sha256",
+    "output_bytes_iter",
+]

@@ -1,6 +1,10 @@
 """Command line: serve the Segmind emulator until SIGINT or SIGTERM.
 
 ``python -m airflow_provider_aleph.emulator --port 8765 --ready-file /tmp/emulator.url``
+
+``--help`` lists every flag; each one but ``--host``, ``--port``, ``--api-key``, ``--ready-file``,
+``--log-level`` and ``--seed`` is also a run-time setting of ``POST /_emulator/config`` (dashes
+become underscores, e.g. ``{"error_rate": 0.1}``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from airflow_provider_aleph.emulator.config import LOSE_SUBMIT_MODES, UPLOAD_ANSWER_KEYS
 from airflow_provider_aleph.emulator.server import DEFAULT_API_KEY, Emulator
 
 if TYPE_CHECKING:
@@ -38,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=5.0, help="seconds from submit to done")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of jobs that fail, 0 to 1")
     parser.add_argument("--retention", type=float, default=3600.0, help="seconds a finished request is kept")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the failure draws")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the job failure and fault draws")
     parser.add_argument(
         "--retired-model",
         action="append",
@@ -46,9 +51,70 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SLUG",
         help="answer 410 Gone for this model (repeatable)",
     )
+    _add_realism_arguments(parser)
     parser.add_argument("--ready-file", type=Path, help="write the base URL here once serving")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     return parser
+
+
+def _add_realism_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of input fetching, files, outputs, faults, rate limit and credits."""
+    inputs = parser.add_argument_group("inputs and files")
+    inputs.add_argument(
+        "--no-fetch-inputs",
+        dest="fetch_inputs",
+        action="store_false",
+        help="do not fetch the video / reference_image URLs of jobs (by default they are fetched, "
+        "a failed fetch or a video over 16 MiB fails the job, and the fetched video is its output)",
+    )
+    inputs.add_argument("--fetch-timeout", type=float, default=10.0, help="seconds allowed per input fetch")
+    inputs.add_argument(
+        "--upload-answer-key",
+        choices=UPLOAD_ANSWER_KEYS,
+        default="file_urls",
+        help="key of the URL list answered by POST /upload-asset (default file_urls)",
+    )
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument(
+        "--output-size",
+        type=int,
+        metavar="BYTES",
+        help="serve every job's output as a generated stream of this many bytes (seeded by the request id)",
+    )
+    outputs.add_argument("--cut-outputs", type=int, default=0, metavar="N", help="cut the next N output downloads")
+    outputs.add_argument(
+        "--cut-after-bytes", type=int, default=0, metavar="BYTES", help="body bytes sent before a cut download closes"
+    )
+    faults = parser.add_argument_group("faults and limits")
+    faults.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.0,
+        help="share of API requests, 0 to 1, answered with an injected fault: 429, 5xx page or dropped connection",
+    )
+    faults.add_argument("--rpm-limit", type=int, metavar="N", help="API calls allowed per key per rate window")
+    faults.add_argument("--rate-window", type=float, default=60.0, help="seconds of the rate-limit window (60)")
+    faults.add_argument(
+        "--insufficient-credits-key",
+        dest="insufficient_credits_keys",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a valid key whose submits answer 406 Insufficient credits (repeatable)",
+    )
+    faults.add_argument(
+        "--lose-submit-answers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the next N accepted submits create their job, then lose the answer",
+    )
+    faults.add_argument(
+        "--lose-submit-mode",
+        choices=LOSE_SUBMIT_MODES,
+        default="alternate",
+        help="how a submit answer is lost: a 504 page, a dropped connection, or alternately (default)",
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -84,6 +150,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             retired_models=args.retired_model,
             log_level=args.log_level,
+            fetch_inputs=args.fetch_inputs,
+            fetch_timeout=args.fetch_timeout,
+            upload_answer_key=args.upload_answer_key,
+            output_size=args.output_size,
+            cut_outputs=args.cut_outputs,
+            cut_after_bytes=args.cut_after_bytes,
+            error_rate=args.error_rate,
+            rpm_limit=args.rpm_limit,
+            rate_window=args.rate_window,
+            insufficient_credits_keys=args.insufficient_credits_keys,
+            lose_submit_answers=args.lose_submit_answers,
+            lose_submit_mode=args.lose_submit_mode,
         )
     except ValueError as exc:
         parser.error(str(exc))

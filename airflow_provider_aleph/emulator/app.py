@@ -1,60 +1,49 @@
 """Starlette application that speaks Segmind's v2 async protocol; see ``jobs`` for the timeline.
 
-Routes:
+API routes (``x-api-key``; subject to ``error_rate`` faults and the ``rpm_limit`` rate limit):
 
-- ``POST /v2/{model}`` submit (``x-api-key``); ``GET /v2/requests/{id}/status`` and
-  ``GET /v2/requests/{id}`` poll and fetch (``x-api-key``); a FAILED job answers 422 on both.
-- ``GET``/``HEAD /outputs/{id}.mp4`` the bundled clip for every completed job (public).
-- ``GET``/``HEAD /samples/sample.mp4`` and ``/samples/oversized.mp4`` (17 MiB, over the 16 MB
-  input limit) as input videos (public).
-- ``GET /_emulator/stats``, ``POST /_emulator/reset``, ``POST /_emulator/config`` for tests;
-  no key, but loopback clients only.
+- ``POST /v2/{model}`` submit. 406 for a key out of credits or a body that is not
+  ``application/json``; 410 for a retired model; 400 for an invalid body or Aleph parameter.
+- ``GET /v2/requests/{id}/status`` and ``GET /v2/requests/{id}`` poll and fetch; a FAILED job
+  answers 422 on both; an unknown or expired id 404.
+
+File routes (``POST /upload-asset``, ``/assets/...``, ``/outputs/...``, ``/samples/...``): see ``media``.
+
+Test routes, no key but loopback clients only: ``GET /_emulator/stats``, ``POST /_emulator/reset``,
+``GET``/``POST /_emulator/config``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
-from functools import cache
-from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from airflow_provider_aleph.emulator.faults import RATE_LIMIT_DETAIL, fault_response
+from airflow_provider_aleph.emulator.fetch import fetchable_inputs
 from airflow_provider_aleph.emulator.jobs import COMPLETED, FAILED
+from airflow_provider_aleph.emulator.media import MediaRoutes, base_url, error
+from airflow_provider_aleph.emulator.ratelimit import rate_limit_headers
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from starlette.requests import Request
 
-    from airflow_provider_aleph.emulator.jobs import Job, JobStore
+    from airflow_provider_aleph.emulator.jobs import Job
+    from airflow_provider_aleph.emulator.state import EmulatorState
 
 ALEPH_MODEL = "runway-gen4-aleph"
 ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
-SAMPLE_NAME = "sample.mp4"
-OVERSIZED_NAME = "oversized.mp4"
-OVERSIZED_SIZE = 17 * 1024 * 1024
-MP4 = "video/mp4"
-_CHUNK_SIZE = 1024 * 1024
-# One shared block of zeros: the oversized sample is streamed, never assembled in memory.
-_ZEROS = bytes(_CHUNK_SIZE)
-
-
-@cache
-def sample_bytes() -> bytes:
-    """Return the bundled sample clip (about 6 KB, read once)."""
-    return (files("airflow_provider_aleph.emulator") / "data" / SAMPLE_NAME).read_bytes()
-
-
-def _error(status_code: int, detail: str) -> JSONResponse:
-    """Build Segmind's error body."""
-    return JSONResponse({"error": detail}, status_code=status_code)
+INSUFFICIENT_CREDITS = "Insufficient credits: the account balance does not cover this request"
 
 
 def _is_uri(value: str) -> bool:
@@ -89,9 +78,10 @@ def validate_aleph(payload: dict[str, Any]) -> str | None:
     return None
 
 
-def _base(request: Request) -> str:
-    """Return the scheme and host the client used, so URLs work on any port."""
-    return str(request.base_url).rstrip("/")
+def _is_json(content_type: str) -> bool:
+    """Return whether a Content-Type header names JSON."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 def _is_loopback(request: Request) -> bool:
@@ -105,69 +95,114 @@ def _is_loopback(request: Request) -> bool:
 
 
 class EmulatorApp:
-    """Route handlers bound to one job store and API key.
+    """Route handlers bound to one emulator state and API key.
 
-    :param store: the jobs and settings to serve.
-    :param api_key: the only key the v2 routes accept.
+    :param state: the jobs, settings and counters to serve.
+    :param api_key: the key the API routes accept (besides ``insufficient_credits_keys``).
     """
 
-    def __init__(self, store: JobStore, api_key: str) -> None:
-        self.store = store
+    def __init__(self, state: EmulatorState, api_key: str) -> None:
+        self.state = state
         self._api_key = api_key.encode()
+        self.media = MediaRoutes(state, self._authorized)
 
     def build(self) -> Starlette:
         """Return the Starlette application."""
+        media = self.media
         routes = [
             Route("/v2/requests/{request_id}/status", self.status, methods=["GET"]),
             Route("/v2/requests/{request_id}", self.result, methods=["GET"]),
             Route("/v2/{model}", self.submit, methods=["POST"]),
-            Route("/outputs/{filename}", self.output, methods=["GET", "HEAD"]),
-            Route("/samples/{name}", self.sample, methods=["GET", "HEAD"]),
+            Route("/upload-asset", media.upload, methods=["POST"]),
+            Route("/assets/{name}", media.asset, methods=["GET", "HEAD"]),
+            Route("/outputs/{filename}", media.output, methods=["GET", "HEAD"]),
+            Route("/samples/{name}", media.sample, methods=["GET", "HEAD"]),
             Route("/_emulator/stats", self.admin_stats, methods=["GET"]),
             Route("/_emulator/reset", self.admin_reset, methods=["POST"]),
             Route("/_emulator/config", self.admin_config, methods=["GET", "POST"]),
         ]
-        return Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
+        return Starlette(routes=routes, exception_handlers={HTTPException: self._http_error}, lifespan=self._lifespan)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Close the input fetcher's client and cancel its fetches when the server stops."""
+        yield
+        await self.state.fetcher.aclose()
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         """Answer routing errors (404, 405) with Segmind's JSON error body."""
         if not isinstance(exc, HTTPException):
             raise exc
-        response = _error(exc.status_code, exc.detail)
+        response = error(exc.status_code, exc.detail)
         if exc.headers:
             response.headers.update(exc.headers)
         return response
 
-    def _unauthorized(self, request: Request) -> JSONResponse | None:
-        """Return a 401 answer unless the request carries the configured key."""
+    def _authorized(self, request: Request) -> bool:
+        """Return whether the request carries the configured key or a key without credits."""
         key = request.headers.get("x-api-key", "").encode()
-        if key and hmac.compare_digest(key, self._api_key):
-            return None
-        return _error(401, "Unauthorized: missing or invalid x-api-key")
+        if not key:
+            return False
+        accepted = [self._api_key, *(other.encode() for other in self.state.config.insufficient_credits_keys)]
+        # Compare against every key, so the time taken does not tell which one matched.
+        return sum(hmac.compare_digest(key, candidate) for candidate in accepted) > 0
+
+    async def _gate(self, request: Request, route: str) -> Response | None:
+        """Count an API call, then return the fault, 401 or 429 to answer instead, if any."""
+        state = self.state
+        state.counters.request(route)
+        # Read the whole request first: closing a connection with unread bytes would send a reset.
+        await request.body()
+        kind = state.faults.draw(state.config.error_rate, submit=route == "submit")
+        if kind is not None:
+            state.counters.fault(kind)
+            return fault_response(kind)
+        if not self._authorized(request):
+            return error(401, "Unauthorized: missing or invalid x-api-key")
+        wait = state.limiter.acquire(request.headers["x-api-key"], state.config.rpm_limit, state.config.rate_window)
+        if wait is not None:
+            state.counters.event("rate_limited")
+            return JSONResponse({"error": RATE_LIMIT_DETAIL}, status_code=429, headers=rate_limit_headers(wait))
+        return None
 
     async def submit(self, request: Request) -> Response:
         """Accept a job: ``POST /v2/{model}``."""
-        if (denied := self._unauthorized(request)) is not None:
-            return denied
+        if (refusal := await self._gate(request, "submit")) is not None:
+            return refusal
+        state = self.state
+        if request.headers["x-api-key"] in state.config.insufficient_credits_keys:
+            state.counters.event("insufficient_credits")
+            return error(406, INSUFFICIENT_CREDITS)
+        content_type = request.headers.get("content-type", "")
+        if not _is_json(content_type):
+            return error(406, f"Not acceptable: Content-Type must be application/json, got {content_type or 'none'!r}")
         model: str = request.path_params["model"]
-        if model in self.store.config.retired_models:
-            return _error(410, f"Model '{model}' has been retired and is no longer available")
+        if model in state.config.retired_models:
+            return error(410, f"Model '{model}' has been retired and is no longer available")
         try:
             payload = json.loads(await request.body())
         except ValueError:
-            return _error(400, "Invalid request body: expected a JSON object")
+            return error(400, "Invalid request body: expected a JSON object")
         if not isinstance(payload, dict):
-            return _error(400, "Invalid request body: expected a JSON object")
+            return error(400, "Invalid request body: expected a JSON object")
         if model == ALEPH_MODEL and (problem := validate_aleph(payload)) is not None:
-            return _error(400, problem)
-        job = self.store.submit(model, payload)
-        status_url = f"{_base(request)}/v2/requests/{job.request_id}/status"
+            return error(400, problem)
+        inputs = fetchable_inputs(payload) if state.config.fetch_inputs else {}
+        job = state.jobs.submit(model, payload, inputs_pending=bool(inputs))
+        if inputs:
+            state.fetcher.start(job.request_id, inputs)
+        if state.take("lose_submit_answers"):
+            # The job exists and is paid for; only its answer is lost on the way back.
+            _, lost = state.faults.lost_answer(state.config.lose_submit_mode)
+            state.counters.event("lost_answers")
+            return lost
+        status_url = f"{base_url(request)}/v2/requests/{job.request_id}/status"
         return JSONResponse(
             {
                 "request_id": job.request_id,
                 "status": job.status_at(job.submitted_at),
                 "status_url": status_url,
-                "response_url": f"{_base(request)}/v2/requests/{job.request_id}",
+                "response_url": f"{base_url(request)}/v2/requests/{job.request_id}",
                 "poll_url": status_url,
             }
         )
@@ -181,19 +216,24 @@ class EmulatorApp:
         body["metrics"] = job.metrics_at(now)
         return body, 422 if status == FAILED else 200
 
-    def _find(self, request: Request) -> tuple[Job | None, float, Response | None]:
-        """Resolve the request id in the path, or the 401/404 answer to send instead."""
-        if (denied := self._unauthorized(request)) is not None:
-            return None, 0.0, denied
-        now = self.store.now()
-        job = self.store.lookup(request.path_params["request_id"], now)
+    async def _find(self, request: Request, route: str) -> tuple[Job | None, float, Response | None]:
+        """Gate the call and resolve the request id in the path, or return the answer to send instead."""
+        if (refusal := await self._gate(request, route)) is not None:
+            return None, 0.0, refusal
+        request_id: str = request.path_params["request_id"]
+        now = self.state.jobs.now()
+        job = self.state.jobs.lookup(request_id, now)
+        if job is not None and job.inputs_pending and now >= job.finished_at:
+            # The job's time is up: its outcome depends on the fetch, so wait for it.
+            await self.state.fetcher.wait(request_id)
+            job = self.state.jobs.lookup(request_id, now)
         if job is None:
-            return None, now, _error(404, "Request not found or expired")
+            return None, now, error(404, "Request not found or expired")
         return job, now, None
 
     async def status(self, request: Request) -> Response:
         """Report a job's state: ``GET /v2/requests/{id}/status``."""
-        job, now, refusal = self._find(request)
+        job, now, refusal = await self._find(request, "status")
         if job is None:
             assert refusal is not None
             return refusal
@@ -202,91 +242,53 @@ class EmulatorApp:
 
     async def result(self, request: Request) -> Response:
         """Return a job's result body: ``GET /v2/requests/{id}``."""
-        job, now, refusal = self._find(request)
+        job, now, refusal = await self._find(request, "result")
         if job is None:
             assert refusal is not None
             return refusal
         body, code = self._status_body(job, now)
         if body["status"] == FAILED:
             return JSONResponse(body, status_code=code)
-        output = f"{_base(request)}/outputs/{job.request_id}.mp4" if body["status"] == COMPLETED else None
+        output = f"{base_url(request)}/outputs/{job.request_id}.mp4" if body["status"] == COMPLETED else None
         return JSONResponse(
-            {
-                "request_id": job.request_id,
-                "status": body["status"],
-                "output": output,
-                "metrics": body["metrics"],
-            }
+            {"request_id": job.request_id, "status": body["status"], "output": output, "metrics": body["metrics"]}
         )
 
-    async def output(self, request: Request) -> Response:
-        """Serve a completed job's video: ``GET``/``HEAD /outputs/{id}.mp4``."""
-        filename: str = request.path_params["filename"]
-        request_id = filename.removesuffix(".mp4")
-        job = self.store.get(request_id) if filename.endswith(".mp4") else None
-        # Outputs outlive their request record, but exist only once the job has completed.
-        if job is None or job.status_at(self.store.now()) != COMPLETED:
-            return _error(404, "Output not found")
-        return Response(sample_bytes(), media_type=MP4)
-
-    async def sample(self, request: Request) -> Response:
-        """Serve an input video for demos and tests: ``GET``/``HEAD /samples/{name}``."""
-        name: str = request.path_params["name"]
-        if name == SAMPLE_NAME:
-            return Response(sample_bytes(), media_type=MP4)
-        if name != OVERSIZED_NAME:
-            return _error(404, f"Sample '{name}' not found")
-        headers = {"content-length": str(OVERSIZED_SIZE)}
-        if request.method == "HEAD":
-            return Response(b"", media_type=MP4, headers=headers)
-        return StreamingResponse(_oversized_chunks(), media_type=MP4, headers=headers)
-
     async def admin_stats(self, request: Request) -> Response:
-        """Return submission counters: ``GET /_emulator/stats``."""
+        """Return every counter: ``GET /_emulator/stats``."""
         if not _is_loopback(request):
-            return _error(403, "Admin routes are loopback only")
-        return JSONResponse(self.store.stats())
+            return error(403, "Admin routes are loopback only")
+        return JSONResponse(self.state.stats())
 
     async def admin_reset(self, request: Request) -> Response:
-        """Forget all jobs and counters: ``POST /_emulator/reset``."""
+        """Forget all jobs, counters and stored files: ``POST /_emulator/reset``."""
         if not _is_loopback(request):
-            return _error(403, "Admin routes are loopback only")
-        self.store.reset()
+            return error(403, "Admin routes are loopback only")
+        self.state.reset()
         return JSONResponse({"reset": True})
 
     async def admin_config(self, request: Request) -> Response:
-        """Read (GET) or change (POST) latency, fail_rate, retention: ``/_emulator/config``."""
+        """Read (GET) or change (POST, a JSON object of settings) the settings: ``/_emulator/config``."""
         if not _is_loopback(request):
-            return _error(403, "Admin routes are loopback only")
+            return error(403, "Admin routes are loopback only")
         if request.method == "POST":
             try:
                 changes = json.loads(await request.body())
             except ValueError:
-                return _error(400, "Invalid request body: expected a JSON object")
+                return error(400, "Invalid request body: expected a JSON object")
             if not isinstance(changes, dict):
-                return _error(400, "Invalid request body: expected a JSON object")
+                return error(400, "Invalid request body: expected a JSON object")
             try:
-                self.store.config.update(changes)
+                self.state.config.update(changes)
             except ValueError as exc:
-                return _error(400, str(exc))
-        return JSONResponse(self.store.config.as_dict())
+                return error(400, str(exc))
+        return JSONResponse(self.state.config.as_dict())
 
 
-async def _oversized_chunks() -> AsyncIterator[bytes]:
-    """Yield the sample clip followed by zero padding up to :data:`OVERSIZED_SIZE` bytes."""
-    head = sample_bytes()
-    yield head
-    remaining = OVERSIZED_SIZE - len(head)
-    while remaining > 0:
-        size = min(remaining, _CHUNK_SIZE)
-        yield _ZEROS if size == _CHUNK_SIZE else _ZEROS[:size]
-        remaining -= size
-
-
-def create_app(store: JobStore, api_key: str) -> Starlette:
+def create_app(state: EmulatorState, api_key: str) -> Starlette:
     """Return the emulator's ASGI application.
 
-    :param store: the jobs and settings to serve.
-    :param api_key: the only key the v2 routes accept.
+    :param state: the jobs, settings and counters to serve.
+    :param api_key: the key the API routes accept.
     """
-    return EmulatorApp(store, api_key).build()
+    return EmulatorApp(state, api_key).build()

@@ -1,29 +1,33 @@
 """Job records for the Segmind emulator, with every state derived from the clock.
 
-Nothing runs in the background: a job is a record of its submit time, and each query computes
-its state, so thousands of jobs cost one dict entry each. A job submitted at ``t`` with latency
-``L`` is QUEUED during ``[t, t + L/4)``, PROCESSING during ``[t + L/4, t + L)``, then COMPLETED
-or FAILED. Its request record answers 404 once ``t + L + retention`` has passed; its output
-file stays downloadable for as long as the emulator keeps the job.
+Nothing runs in the background for the timeline: a job is a record of its submit time, and each
+query computes its state, so thousands of jobs cost one dict entry each. A job submitted at ``t``
+with latency ``L`` is QUEUED during ``[t, t + L/4)``, PROCESSING during ``[t + L/4, t + L)``,
+then COMPLETED or FAILED. Its request record answers 404 once ``t + L + retention`` has passed;
+its output file stays downloadable for as long as the emulator keeps the job.
 
 Failures are decided at submit time: each job draws from ``random.Random(seed)`` and fails when
 the draw is below ``fail_rate``. A prompt containing ``[emulator:fail]`` always fails, for tests
 that need one deterministic failure. Failed jobs end with :data:`FAILURE_REASON`.
 
-Latency, fail rate and retention are copied into each job when it is submitted, so changing
-:class:`EmulatorConfig` affects new jobs only.
+A job whose payload names input URLs waits for their fetch (see ``fetch``): until it is settled
+the job never leaves PROCESSING, and a failed fetch turns it FAILED with the fetch's reason.
+
+Latency, fail rate, retention and output size are copied into each job when it is submitted, so
+changing :class:`EmulatorConfig` affects new jobs only.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_aleph.emulator.config import EmulatorConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -36,67 +40,7 @@ FAILED = "FAILED"
 FAIL_MARKER = "[emulator:fail]"
 FAILURE_REASON = "Content blocked by safety filter (emulated)"
 
-# Only these knobs may change at run time through the admin route.
-RUNTIME_KEYS = frozenset({"latency", "fail_rate", "retention", "retired_models"})
-
-
-def _check_number(name: str, value: object, upper: float | None = None) -> None:
-    """Raise ValueError unless ``value`` is a finite, non-negative number (bounded by ``upper``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (upper is not None and value > upper):
-        bound = f"between 0 and {upper}" if upper is not None else "at least 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-
-
-@dataclass
-class EmulatorConfig:
-    """Run-time settings of an emulator; changes apply to jobs submitted afterwards.
-
-    :param latency: seconds from submit to the terminal state; the first quarter is QUEUED.
-    :param fail_rate: probability, from 0 to 1, that a job ends FAILED.
-    :param retention: seconds a terminal request record is kept before it answers 404.
-    :param retired_models: model slugs whose submissions answer 410 Gone.
-    """
-
-    latency: float = 1.0
-    fail_rate: float = 0.0
-    retention: float = 3600.0
-    retired_models: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        """Validate every field and normalise ``retired_models`` to a tuple."""
-        _check_number("latency", self.latency)
-        _check_number("fail_rate", self.fail_rate, upper=1.0)
-        _check_number("retention", self.retention)
-        models: object = self.retired_models
-        if isinstance(models, str) or not isinstance(models, list | tuple | set | frozenset):
-            raise ValueError(f"retired_models must be a list of model slugs, got {models!r}")
-        if not all(isinstance(slug, str) for slug in models):
-            raise ValueError(f"retired_models must contain only strings, got {models!r}")
-        self.retired_models = tuple(models)
-
-    def update(self, changes: Mapping[str, Any]) -> None:
-        """Apply ``changes`` all at once after validating them; raise ValueError if any is bad.
-
-        :param changes: new values keyed by field name.
-        """
-        unknown = sorted(set(changes) - RUNTIME_KEYS)
-        if unknown:
-            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
-        # replace() re-runs __post_init__, so nothing changes unless every value is valid.
-        candidate = replace(self, **changes)
-        for item in fields(self):
-            setattr(self, item.name, getattr(candidate, item.name))
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the settings as a JSON-ready dict."""
-        return {
-            "latency": self.latency,
-            "fail_rate": self.fail_rate,
-            "retention": self.retention,
-            "retired_models": list(self.retired_models),
-        }
+__all__ = ["COMPLETED", "FAILED", "PROCESSING", "QUEUED", "EmulatorConfig", "Job", "JobStore"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +55,10 @@ class Job:
     :param finished_at: clock reading when it reaches its terminal state.
     :param expires_at: clock reading after which its request record answers 404.
     :param failed: whether its terminal state is FAILED.
+    :param reason: the ``error`` of a failed job; defaults to :data:`FAILURE_REASON`.
+    :param inputs_pending: whether its input URLs are still being fetched.
+    :param video_path: local copy of the fetched input video, served as the job's output.
+    :param output_size: size of a generated output stream, or None for a video output.
     """
 
     request_id: str
@@ -121,11 +69,17 @@ class Job:
     finished_at: float
     expires_at: float
     failed: bool
+    reason: str | None = None
+    inputs_pending: bool = False
+    video_path: str | None = None
+    output_size: int | None = None
 
     @property
     def error(self) -> str | None:
         """Return the failure reason of a failing job, else None."""
-        return FAILURE_REASON if self.failed else None
+        if not self.failed:
+            return None
+        return self.reason or FAILURE_REASON
 
     def status_at(self, now: float) -> str:
         """Return the job's status at clock reading ``now``.
@@ -134,7 +88,8 @@ class Job:
         """
         if now < self.started_at:
             return QUEUED
-        if now < self.finished_at:
+        # A job cannot end before its inputs are in.
+        if now < self.finished_at or self.inputs_pending:
             return PROCESSING
         return FAILED if self.failed else COMPLETED
 
@@ -192,11 +147,12 @@ class JobStore:
         """Return the current clock reading."""
         return self.clock()
 
-    def submit(self, model: str, payload: dict[str, Any]) -> Job:
+    def submit(self, model: str, payload: dict[str, Any], inputs_pending: bool = False) -> Job:
         """Record an accepted, billable submission and return its job.
 
         :param model: model slug from the submit path.
         :param payload: the validated JSON object.
+        :param inputs_pending: whether input URLs will be fetched before the job may end.
         """
         with self._lock:
             now = self.clock()
@@ -213,10 +169,30 @@ class JobStore:
                 finished_at=now + latency,
                 expires_at=now + latency + float(self.config.retention),
                 failed=failed,
+                inputs_pending=inputs_pending,
+                output_size=self.config.output_size,
             )
             self._jobs[job.request_id] = job
             self._by_model[model] += 1
         return job
+
+    def settle_inputs(self, request_id: str, error: str | None, video_path: str | None) -> Job | None:
+        """Record the outcome of a job's input fetch; return the updated job, or None if it is gone.
+
+        :param request_id: id handed out at submit.
+        :param error: why the fetch failed (the job then ends FAILED with it), or None.
+        :param video_path: local copy of the fetched video, or None.
+        """
+        with self._lock:
+            job = self._jobs.get(request_id)
+            if job is None:
+                return None
+            if error is not None:
+                job = replace(job, inputs_pending=False, failed=True, reason=error, video_path=None)
+            else:
+                job = replace(job, inputs_pending=False, video_path=video_path)
+            self._jobs[request_id] = job
+            return job
 
     def get(self, request_id: str) -> Job | None:
         """Return the job with this id, expired or not, or None.

@@ -1,8 +1,13 @@
-"""In-process Segmind emulator: uvicorn serving the emulator app on a background thread."""
+"""In-process Segmind emulator: uvicorn serving the emulator app on a background thread.
+
+The server owns a temporary directory (uploaded assets, fetched inputs) from ``start()`` to
+``stop()``, and uses the protocol class of ``connection`` so faults can drop connections.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import threading
 import time
@@ -11,11 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from airflow_provider_aleph.emulator.app import SAMPLE_NAME, create_app
-from airflow_provider_aleph.emulator.jobs import EmulatorConfig, JobStore
+from airflow_provider_aleph.emulator.app import create_app
+from airflow_provider_aleph.emulator.assets import FILE_CHUNK_SIZE, SAMPLE_NAME, output_bytes_iter, sample_bytes
+from airflow_provider_aleph.emulator.config import EmulatorConfig
+from airflow_provider_aleph.emulator.connection import http_protocol_class
+from airflow_provider_aleph.emulator.state import EmulatorState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from pathlib import Path
     from types import TracebackType
 
     from airflow_provider_aleph.emulator.jobs import Job
@@ -39,19 +48,41 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _read_file(path: str) -> Iterator[bytes]:
+    """Yield a file's content in chunks."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(FILE_CHUNK_SIZE):
+            yield chunk
+
+
 class Emulator:
     """Offline Segmind v2 API on a loopback port; start it with ``with Emulator() as emu:``.
 
-    :param api_key: the only ``x-api-key`` the v2 routes accept.
+    Every keyword after ``log_level`` is a setting of :class:`EmulatorConfig`, changeable at run
+    time with ``emu.config(name=value)`` or ``POST /_emulator/config``.
+
+    :param api_key: the ``x-api-key`` the API routes accept.
     :param latency: seconds from submit to the terminal state; the first quarter is QUEUED.
     :param fail_rate: probability, from 0 to 1, that a job ends FAILED.
     :param retention: seconds a terminal request record is kept before it answers 404.
     :param host: address to listen on.
     :param port: port to listen on; 0 picks a free one.
-    :param seed: seed of the random source that decides failures.
+    :param seed: seed of the random sources that decide job failures and injected faults.
     :param retired_models: model slugs whose submissions answer 410 Gone.
-    :param clock: monotonic time source in seconds; inject one to move time in tests.
+    :param clock: monotonic time source in seconds for jobs and the rate limit; inject one in tests.
     :param log_level: uvicorn log level; access logs are always off.
+    :param fetch_inputs: fetch each job's ``video`` / ``reference_image`` as Segmind does.
+    :param fetch_timeout: seconds allowed for each input fetch.
+    :param upload_answer_key: key of the URL list in the files API answer, ``file_urls`` or ``urls``.
+    :param output_size: when set, every job's output is a generated stream of this many bytes.
+    :param cut_outputs: the next N output downloads are cut after ``cut_after_bytes`` bytes.
+    :param cut_after_bytes: body bytes sent before a cut download is closed.
+    :param error_rate: probability, from 0 to 1, that an API request gets an injected fault.
+    :param rpm_limit: API calls allowed per key within ``rate_window`` seconds; None for no limit.
+    :param rate_window: length in seconds of the sliding rate-limit window.
+    :param insufficient_credits_keys: keys that are valid but whose submits answer 406 (no credits).
+    :param lose_submit_answers: the next N accepted submits create their job, then lose the answer.
+    :param lose_submit_mode: how an answer is lost: ``504``, ``drop`` or ``alternate``.
     """
 
     def __init__(
@@ -66,15 +97,43 @@ class Emulator:
         retired_models: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
         log_level: str = "warning",
+        *,
+        fetch_inputs: bool = True,
+        fetch_timeout: float = 10.0,
+        upload_answer_key: str = "file_urls",
+        output_size: int | None = None,
+        cut_outputs: int = 0,
+        cut_after_bytes: int = 0,
+        error_rate: float = 0.0,
+        rpm_limit: int | None = None,
+        rate_window: float = 60.0,
+        insufficient_credits_keys: Iterable[str] = (),
+        lose_submit_answers: int = 0,
+        lose_submit_mode: str = "alternate",
     ) -> None:
         self.api_key = api_key
         self.host = host
         self.port = port
         self.config = EmulatorConfig(
-            latency=latency, fail_rate=fail_rate, retention=retention, retired_models=tuple(retired_models)
+            latency=latency,
+            fail_rate=fail_rate,
+            retention=retention,
+            retired_models=tuple(retired_models),
+            fetch_inputs=fetch_inputs,
+            fetch_timeout=fetch_timeout,
+            upload_answer_key=upload_answer_key,
+            output_size=output_size,
+            cut_outputs=cut_outputs,
+            cut_after_bytes=cut_after_bytes,
+            error_rate=error_rate,
+            rpm_limit=rpm_limit,
+            rate_window=rate_window,
+            insufficient_credits_keys=tuple(insufficient_credits_keys),
+            lose_submit_answers=lose_submit_answers,
+            lose_submit_mode=lose_submit_mode,
         )
-        self._store = JobStore(self.config, clock=clock, seed=seed)
-        self._app = create_app(self._store, api_key)
+        self._state = EmulatorState(self.config, clock=clock, seed=seed)
+        self._app = create_app(self._state, api_key)
         self._log_level = log_level
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -93,6 +152,11 @@ class Emulator:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def storage_dir(self) -> Path | None:
+        """Return the temporary folder of uploaded assets and fetched inputs; None when stopped."""
+        return self._state.files.root
+
     def sample_url(self, name: str = SAMPLE_NAME) -> str:
         """Return the public URL of a bundled input video.
 
@@ -103,20 +167,55 @@ class Emulator:
     @property
     def submissions(self) -> int:
         """Return the number of accepted (HTTP 200, billable) submissions."""
-        return self._store.submissions
+        return self._state.jobs.submissions
 
     @property
     def jobs(self) -> Mapping[str, Job]:
         """Return a read-only snapshot of the job records keyed by request id."""
-        return MappingProxyType(self._store.snapshot())
+        return MappingProxyType(self._state.jobs.snapshot())
 
     def stats(self) -> dict[str, Any]:
-        """Return the counters served by ``GET /_emulator/stats``."""
-        return self._store.stats()
+        """Return the counters served by ``GET /_emulator/stats``.
+
+        Keys: ``submissions`` (paid jobs), ``by_model``, ``request_ids``, ``requests`` (per route),
+        ``faults`` (injected, by kind), ``rate_limited``, ``insufficient_credits``, ``lost_answers``,
+        ``cut_outputs``, ``uploads`` (``count`` and the issued ``urls``), ``fetches`` and
+        ``fetch_failures`` (``count`` and the jobs' ``errors``).
+        """
+        return self._state.stats()
 
     def reset(self) -> None:
-        """Forget every job and counter."""
-        self._store.reset()
+        """Forget every job, counter, uploaded asset and fetched input; restart the seeded draws."""
+        self._state.reset()
+
+    def output_bytes_iter(self, request_id: str) -> Iterator[bytes]:
+        """Yield the bytes ``/outputs/{request_id}.mp4`` serves once the job has completed.
+
+        For a generated output (``output_size`` set at submit) the bytes are recomputed, not read
+        back from the server, so a test can check a copy without a second download.
+
+        :param request_id: id of a job of this emulator.
+        """
+        job = self._state.jobs.get(request_id)
+        if job is None:
+            raise KeyError(f"no job {request_id!r} in this emulator")
+        if job.output_size is not None:
+            return output_bytes_iter(request_id, job.output_size)
+        if job.inputs_pending:
+            raise RuntimeError(f"the inputs of job {request_id!r} are still being fetched")
+        if job.video_path is not None:
+            return _read_file(job.video_path)
+        return iter([sample_bytes()])
+
+    def expected_output_sha256(self, request_id: str) -> str:
+        """Return the hex SHA-256 of what ``/outputs/{request_id}.mp4`` serves.
+
+        :param request_id: id of a job of this emulator.
+        """
+        digest = hashlib.sha256()
+        for chunk in self.output_bytes_iter(request_id):
+            digest.update(chunk)
+        return digest.hexdigest()
 
     def start(self) -> Emulator:
         """Start serving on a daemon thread and return once requests are answered."""
@@ -124,11 +223,13 @@ class Emulator:
             raise RuntimeError("the emulator is already running")
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
+        self._state.files.open()
         config = uvicorn.Config(
             self._app,
+            http=http_protocol_class(),
             log_level=self._log_level,
             access_log=False,
-            lifespan="off",
+            lifespan="on",
             # Longer than typical client pool idle times, so pooled connections are rarely cut mid-reuse.
             timeout_keep_alive=65,
             timeout_graceful_shutdown=5,
@@ -163,6 +264,7 @@ class Emulator:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+        self._state.files.close()
         self._server = self._thread = self._socket = None
 
     def __enter__(self) -> Emulator:

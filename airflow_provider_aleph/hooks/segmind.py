@@ -2,73 +2,61 @@
 
 from __future__ import annotations
 
-import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_aleph import __version__
 from airflow_provider_aleph.exceptions import (
     SegmindAuthError,
-    SegmindConfigError,
     SegmindError,
     SegmindRequestExpired,
     SegmindSubmitOutcomeUnknown,
     SegmindTransportError,
 )
+from airflow_provider_aleph.hooks.params import (
+    ConnectionParams,
+    read_connection_params,
+)
 from airflow_provider_aleph.protocol import (
-    DEFAULT_BASE_URL,
-    DEFAULT_UPLOAD_URL,
     USER_AGENT,
     Kind,
     RequestSpec,
     RequestState,
     SubmitResponse,
-    normalize_base_url,
+    UploadBody,
     parse_state,
     parse_submit,
+    parse_upload,
     result_spec,
     status_spec,
     submit_spec,
+    upload_spec,
 )
 from airflow_provider_aleph.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import BinaryIO
+
+    from airflow_provider_aleph.budget import RequestBudget
 
 T = TypeVar("T")
-
-API_KEY_ENV = "SEGMIND_API_KEY"
-DEFAULT_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class ConnectionParams:
-    """What the hook needs from an Airflow connection; ``repr`` never shows the key.
-
-    :param base_url: API base URL with scheme, e.g. ``https://api.segmind.com``.
-    :param upload_url: files API base URL.
-    :param timeout: seconds allowed per HTTP call.
-    :param api_key: the Segmind API key.
-    """
-
-    base_url: str
-    upload_url: str
-    timeout: float
-    api_key: str = field(repr=False)
 
 
 class SegmindHook(BaseHook):
     """Talk to Segmind's v2 async API through an Airflow connection of type ``segmind``.
 
     The connection's password is the API key (``SEGMIND_API_KEY`` from the environment when it is
-    empty), its host the API base URL; extra may set ``upload_url`` and ``timeout``.
+    empty), its host the API base URL; extra may set ``upload_url``, ``timeout``,
+    ``max_requests_per_minute`` and ``max_consecutive_failures``.
 
     :param segmind_conn_id: the Airflow connection id.
-    :param retry_policy: how transient failures (429, 5xx, network) are retried.
+    :param retry_policy: how transient failures (429, 5xx, network) are retried; when omitted, the
+        default policy with the connection's ``max_consecutive_failures`` as its attempts.
     """
 
     conn_name_attr = "segmind_conn_id"
@@ -80,9 +68,12 @@ class SegmindHook(BaseHook):
         super().__init__()
         self.segmind_conn_id = segmind_conn_id
         self.retry_policy = retry_policy or RetryPolicy()
+        self._policy_given = retry_policy is not None
         self._params: ConnectionParams | None = None
         self._client: httpx.Client | None = None
         self._aclient: httpx.AsyncClient | None = None
+        self._aclient_owned = True
+        self._budget: RequestBudget | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(segmind_conn_id={self.segmind_conn_id!r})"
@@ -113,43 +104,11 @@ class SegmindHook(BaseHook):
             for name, field in SEGMIND_CONN_FIELDS.items()
         }
 
-    def _params_from(self, conn: Any, extra: dict[str, Any]) -> ConnectionParams:
-        api_key = (conn.password or os.environ.get(API_KEY_ENV) or "").strip()
-        if not api_key:
-            raise SegmindConfigError(
-                f"Connection {self.segmind_conn_id!r} has no API key: set its password, "
-                f"or {API_KEY_ENV} in the environment",
-                conn_id=self.segmind_conn_id,
-            )
-        if not conn.password:
-            # Airflow masks a connection's password itself; a key from the environment it does not know.
-            mask_secret(api_key)
-        host = conn.host or DEFAULT_BASE_URL
-        if "://" not in host and conn.port:
-            host = f"{host}:{conn.port}"
-        raw_timeout = extra.get("timeout")
-        try:
-            timeout = DEFAULT_TIMEOUT if raw_timeout in (None, "") else float(raw_timeout)
-            if not timeout > 0:
-                raise ValueError(raw_timeout)
-        except (TypeError, ValueError):
-            raise SegmindConfigError(
-                f"Connection {self.segmind_conn_id!r}: extra 'timeout' must be a positive number of seconds, "
-                f"got {extra.get('timeout')!r}",
-                conn_id=self.segmind_conn_id,
-            ) from None
-        return ConnectionParams(
-            base_url=normalize_base_url(host),
-            upload_url=normalize_base_url(str(extra.get("upload_url") or DEFAULT_UPLOAD_URL)),
-            timeout=timeout,
-            api_key=api_key,
-        )
-
     def get_conn_params(self) -> ConnectionParams:
         """Read the connection once (blocking); later calls reuse it."""
         if self._params is None:
             conn = self.get_connection(self.segmind_conn_id)
-            self._params = self._params_from(conn, conn.extra_dejson)
+            self._params = read_connection_params(conn, conn.extra_dejson, self.segmind_conn_id)
         return self._params
 
     async def aget_conn_params(self) -> ConnectionParams:
@@ -161,7 +120,8 @@ class SegmindHook(BaseHook):
             )
 
             conn = await get_async_connection(self.segmind_conn_id, hook=self)
-            self._params = self._params_from(conn, await get_async_extra_dejson(conn))
+            extra = await get_async_extra_dejson(conn)
+            self._params = read_connection_params(conn, extra, self.segmind_conn_id)
         return self._params
 
     @staticmethod
@@ -173,6 +133,26 @@ class SegmindHook(BaseHook):
             "follow_redirects": False,
         }
 
+    @classmethod
+    def new_async_client(cls, params: ConnectionParams) -> httpx.AsyncClient:
+        """A new async client for the connection ``params`` describe (the key is not in it).
+
+        :param params: the connection's settings.
+        """
+        return httpx.AsyncClient(**cls._client_kwargs(params))
+
+    def share_async(self, params: ConnectionParams, client: httpx.AsyncClient, budget: RequestBudget | None) -> None:
+        """Make async calls through a client and budget owned elsewhere; :meth:`aclose` leaves them open.
+
+        :param params: the connection's settings, already read.
+        :param client: the shared async client.
+        :param budget: the request budget every async attempt waits on; None for no limit.
+        """
+        self._params = params
+        self._aclient = client
+        self._aclient_owned = False
+        self._budget = budget
+
     def get_conn(self) -> httpx.Client:
         """The hook's blocking HTTP client, created on first use."""
         if self._client is None:
@@ -182,7 +162,8 @@ class SegmindHook(BaseHook):
     async def aget_conn(self) -> httpx.AsyncClient:
         """The hook's async HTTP client, created on first use; close it with :meth:`aclose`."""
         if self._aclient is None:
-            self._aclient = httpx.AsyncClient(**self._client_kwargs(await self.aget_conn_params()))
+            self._aclient = self.new_async_client(await self.aget_conn_params())
+            self._aclient_owned = True
         return self._aclient
 
     def close(self) -> None:
@@ -192,10 +173,12 @@ class SegmindHook(BaseHook):
             self._client = None
 
     async def aclose(self) -> None:
-        """Close the async client."""
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
+        """Close the async client, unless it is shared (see :meth:`share_async`): then only let go of it."""
+        client, self._aclient = self._aclient, None
+        if client is not None and self._aclient_owned:
+            await client.aclose()
+        self._aclient_owned = True
+        self._budget = None
 
     # -- sending: the only difference between the twins -------------------------------------
 
@@ -229,9 +212,14 @@ class SegmindHook(BaseHook):
                 raise unknown from err
             raise
 
+    def _policy(self, params: ConnectionParams) -> RetryPolicy:
+        if self._policy_given or params.max_consecutive_failures == self.retry_policy.max_attempts:
+            return self.retry_policy
+        return replace(self.retry_policy, max_attempts=params.max_consecutive_failures)
+
     def _call(self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T]) -> T:
         client, params = self.get_conn(), self.get_conn_params()
-        for attempt in self.retry_policy.retrying(spec):
+        for attempt in self._policy(params).retrying(spec):
             with attempt:
                 try:
                     response = client.send(self._request(client, spec, params))
@@ -242,12 +230,17 @@ class SegmindHook(BaseHook):
 
     async def _acall(self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T]) -> T:
         client, params = await self.aget_conn(), await self.aget_conn_params()
-        async for attempt in self.retry_policy.aretrying(spec):
+        budget = self._budget
+        # With a shared budget, a 429 pauses the budget for every caller: no private wait on top.
+        async for attempt in self._policy(params).aretrying(spec, shared_pause=budget is not None):
             with attempt:
+                ticket = await budget.acquire() if budget is not None else 0.0
                 try:
                     response = await client.send(self._request(client, spec, params))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, spec) from None
+                if budget is not None:
+                    budget.answered(ticket, response)
                 return self._parsed(parse, response, spec)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
@@ -291,6 +284,29 @@ class SegmindHook(BaseHook):
         """Async twin of :meth:`get_result`."""
         params = await self.aget_conn_params()
         return await self._acall(result_spec(params.base_url, request_id, response_url), parse_state)
+
+    def upload_asset(self, source: Callable[[], BinaryIO], *, content_type: str, size: int) -> str:
+        """Store a file with Segmind's files API (``POST {upload_url}/upload-asset``) and return its URL.
+
+        The body is streamed, base64-encoded piece by piece. Uploads cost nothing, so network errors,
+        429 and 5xx are retried, each attempt reading a fresh file object from ``source``.
+
+        :param source: a callable returning a new binary file object positioned at the start.
+        :param content_type: the file's media type, e.g. ``video/mp4``.
+        :param size: the file's exact size in bytes.
+        """
+        client, params, body = self.get_conn(), self.get_conn_params(), UploadBody(content_type, size)
+        spec = upload_spec(params.upload_url)
+        headers = {"x-api-key": params.api_key, "Content-Type": "application/json", "Content-Length": str(body.length)}
+        for attempt in self._policy(params).retrying(spec):
+            with attempt, source() as stream:
+                request = client.build_request("POST", spec.url, headers=headers, content=body.pieces(stream))
+                try:
+                    response = client.send(request)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, spec) from None
+                return self._parsed(parse_upload, response, spec)
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
     def test_connection(self) -> tuple[bool, str]:
         """Prove the API key without spending credits: ask for the status of a random request id.

@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aleph.inputs import (
+    MAX_VIDEO_BYTES,
     remote_size,
     require_aspect_ratio,
-    require_http_url,
+    require_input,
     require_prompt,
     require_seed,
     require_video_size,
 )
 from airflow_provider_aleph.operators.segmind import SegmindSubmitOperator
+from airflow_provider_aleph.storage import is_object_storage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 ALEPH_MODEL = "runway-gen4-aleph"
 
@@ -28,25 +32,34 @@ class RunwayAlephOperator(SegmindSubmitOperator):
     :class:`~airflow_provider_aleph.operators.segmind.SegmindSubmitOperator`.
 
     :param prompt: the edit to make (templated).
-    :param video: http(s) URL of the input video, at most 16 MiB; about the first 5 s are used
-        (templated).
+    :param video: the input video, at most 16 MiB (about the first 5 s are used): an http(s) URL, an
+        object storage URI (``s3://``, ``gs://``, ``file://``, ...) or an ``ObjectStoragePath``; object
+        storage is presigned or uploaded as ``input_mode`` says (templated).
     :param aspect_ratio: one of ``16:9`` (Segmind's default), ``9:16``, ``4:3``, ``3:4``, ``1:1``,
         ``21:9`` (templated).
-    :param reference_image: http(s) URL of an image to influence the style (templated).
+    :param reference_image: an image to influence the style, given like ``video`` (templated).
     :param seed: an integer for reproducible results; a rendered string of digits is accepted
         (templated).
     """
 
-    template_fields: Sequence[str] = ("prompt", "video", "aspect_ratio", "reference_image", "seed")
+    template_fields: Sequence[str] = (
+        "prompt",
+        "video",
+        "aspect_ratio",
+        "reference_image",
+        "seed",
+        "input_mode",
+        "output_path",
+    )
     require_output_url = True
 
     def __init__(
         self,
         *,
         prompt: str,
-        video: str,
+        video: str | ObjectStoragePath,
         aspect_ratio: str | None = None,
-        reference_image: str | None = None,
+        reference_image: str | ObjectStoragePath | None = None,
         seed: int | str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -61,18 +74,31 @@ class RunwayAlephOperator(SegmindSubmitOperator):
         """Validate the rendered parameters into the request body."""
         payload: dict[str, Any] = {
             "prompt": require_prompt(self.prompt),
-            "video": require_http_url("video", self.video, required=True),
+            "video": require_input("video", self.video, required=True),
         }
         optional = {
             "aspect_ratio": require_aspect_ratio(self.aspect_ratio),
-            "reference_image": require_http_url("reference_image", self.reference_image, required=False),
+            "reference_image": require_input("reference_image", self.reference_image, required=False),
             "seed": require_seed(self.seed),
         }
         payload.update({name: value for name, value in optional.items() if value is not None})
         return payload
 
-    def check_inputs(self, payload: dict[str, Any]) -> None:
-        """Refuse inputs Segmind could not fetch, and a video its server reports over 16 MiB."""
-        require_video_size(payload["video"])
-        if "reference_image" in payload:
-            remote_size("reference_image", payload["reference_image"])
+    def resolve_inputs(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Presign or upload object storage inputs, and refuse inputs Segmind could not fetch or a video
+        over 16 MiB (from the object's metadata or the server's answer) before anything is spent."""
+        resolved = dict(payload)
+        if is_object_storage(payload["video"]):
+            resolved["video"] = self.resolve_input("video", payload["video"], max_bytes=MAX_VIDEO_BYTES)
+        else:
+            require_video_size(payload["video"])
+        reference = payload.get("reference_image")
+        if reference is not None and is_object_storage(reference):
+            resolved["reference_image"] = self.resolve_input("reference_image", reference)
+        elif reference is not None:
+            remote_size("reference_image", reference)
+        return resolved
+
+    def lineage_inputs(self) -> list[Any]:
+        """The input video and reference image, as given."""
+        return [value for value in (self.video, self.reference_image) if value]

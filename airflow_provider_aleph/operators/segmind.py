@@ -11,19 +11,24 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
 
+from airflow_provider_aleph.events import terminal_event
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
-from airflow_provider_aleph.inputs import InvalidParameter
+from airflow_provider_aleph.inputs import InvalidParameter, is_http_url
+from airflow_provider_aleph.lineage import openlineage_facets, record_asset_events
 from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
-from airflow_provider_aleph.results import airflow_error, result_from_event, wait_in_worker
+from airflow_provider_aleph.reattach import Resume, StoredRequest, fingerprint, recover, remember, state_store
+from airflow_provider_aleph.results import airflow_error, deliver_output, result_from_event, wait_in_worker
+from airflow_provider_aleph.storage import INPUT_MODES, is_object_storage, resolve_input
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
     from airflow_provider_aleph.protocol import SubmitResponse
+    from airflow_provider_aleph.reattach import Recovery
 
 MODEL_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -32,18 +37,29 @@ class SegmindSubmitOperator(BaseOperator):
     """Submit one job to a Segmind v2 model, wait for it (deferred by default), return its result.
 
     XCom ``request_id`` is pushed as soon as Segmind accepts the job. The return value is a dict
-    with ``request_id``, ``status``, ``output_url``, ``output_path`` (None: no copy is made),
+    with ``request_id``, ``status``, ``output_url``, ``output_path`` (None when no copy is made),
     ``metrics`` and the raw ``output``.
 
+    On Airflow 3.3+ the request is kept in the task's ``task_state_store``: a later try of the same
+    task instance waits on it again, or reuses its result, instead of paying for a new job.
+
     :param model: the model slug, e.g. ``runway-gen4-aleph`` (templated).
-    :param payload: the model's parameters as a dict (templated).
+    :param payload: the model's parameters as a dict (templated). Top-level values that are object
+        storage URIs or ``ObjectStoragePath`` objects are presigned or uploaded (see ``input_mode``).
     :param segmind_conn_id: the Airflow connection of type ``segmind``.
     :param deferrable: wait in the triggerer (True) or in the worker (False).
     :param poll_interval: seconds between status polls.
     :param timeout: how long to wait for the job after submitting it (seconds or timedelta).
+    :param input_mode: how object storage inputs reach Segmind: ``auto`` (a presigned URL when the
+        filesystem can sign one, else an upload to Segmind's files API), ``presign`` or ``upload``.
+    :param output_path: where to copy the output (URI string or ``ObjectStoragePath``; a path ending
+        in ``/`` is a folder), right after the job completes (templated).
+
+    Each ``Asset`` in the task's ``outlets`` gets, with every copied output, an asset event whose
+    extra carries ``output_path``, ``request_id`` and ``output_url``.
     """
 
-    template_fields: Sequence[str] = ("model", "payload")
+    template_fields: Sequence[str] = ("model", "payload", "input_mode", "output_path")
     template_fields_renderers = {"payload": "json"}
     operator_extra_links = (SegmindOutputLink(),)
     ui_color = "#d7e9f7"
@@ -60,6 +76,8 @@ class SegmindSubmitOperator(BaseOperator):
         deferrable: bool = True,
         poll_interval: float = 10.0,
         timeout: float | timedelta = timedelta(hours=1),
+        input_mode: str = "auto",
+        output_path: str | ObjectStoragePath | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -69,10 +87,14 @@ class SegmindSubmitOperator(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = float(poll_interval)
         self.timeout = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
+        self.input_mode = input_mode
+        self.output_path = output_path
         if self.poll_interval <= 0:
             raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
         if self.timeout.total_seconds() <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
+        if "{{" not in str(input_mode) and input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}; got {input_mode!r}")
 
     @cached_property
     def hook(self) -> SegmindHook:
@@ -95,31 +117,87 @@ class SegmindSubmitOperator(BaseOperator):
             raise InvalidParameter("payload", f"must be a dict of the model's parameters; got {type(payload).__name__}")
         return payload
 
-    def check_inputs(self, payload: dict[str, Any]) -> None:
-        """Checks that need the network (input sizes); the generic operator has none."""
+    def check_input_mode(self) -> None:
+        """Refuse an ``input_mode`` (possibly templated) outside the allowed ones."""
+        if self.input_mode not in INPUT_MODES:
+            raise InvalidParameter("input_mode", f"must be one of {', '.join(INPUT_MODES)}; got {self.input_mode!r}")
+
+    def resolve_inputs(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Turn object storage inputs into URLs Segmind can fetch; subclasses add their own checks."""
+        return {
+            name: self.resolve_input(name, value) if is_object_storage(value) else value
+            for name, value in payload.items()
+        }
+
+    def resolve_input(self, name: str, value: Any, max_bytes: int | None = None) -> str:
+        """One object storage input, presigned or uploaded as ``input_mode`` says."""
+        return resolve_input(name, value, mode=self.input_mode, hook=self.hook, max_bytes=max_bytes, log=self.log)
 
     # -- running --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Validate, submit, push ``request_id``, then defer (or wait here) until the job ends."""
+        """Validate, reattach or submit, push ``request_id``, then defer (or wait here) until the job ends."""
         reset_output_url(context["ti"])
         try:
             payload = self.build_payload()
-            self.check_inputs(payload)
+            self.check_input_mode()
+        except InvalidParameter as err:
+            raise AirflowFailException(f"{err} (nothing was submitted)") from None
+        digest = fingerprint(self.model, payload)
+        store = state_store(context, self.log)
+        if store is not None:
+            recovery = self._recover(store, digest)
+            if recovery is not None and recovery.action is not Resume.RESUBMIT:
+                return self._resume(context, recovery)
+        try:
+            payload = self.resolve_inputs(payload)
         except InvalidParameter as err:
             raise AirflowFailException(f"{err} (nothing was submitted)") from None
         submitted = self._submit(payload)
+        now = datetime.now(UTC)
+        if store is not None:
+            remember(store, StoredRequest.from_submit(submitted, digest, now.isoformat()))
         context["ti"].xcom_push(key="request_id", value=submitted.request_id)
         self.log.info("Submitted to Segmind model %s: request_id=%s, status QUEUED", self.model, submitted.request_id)
-        now = datetime.now(UTC)
+        return self._wait(context, submitted.request_id, submitted.status_url, submitted.response_url, now)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger fired: check its event, copy the output, return the result or fail."""
+        return self._finish(context, event)
+
+    def _recover(self, store: Any, digest: str) -> Recovery | None:
+        try:
+            return recover(store, self.hook, digest, self.log)
+        except SegmindError as err:
+            raise airflow_error(err) from None
+        finally:
+            self.hook.close()
+
+    def _resume(self, context: Context, recovery: Recovery) -> dict[str, Any]:
+        stored = recovery.stored
+        context["ti"].xcom_push(key="request_id", value=stored.request_id)
+        if recovery.action is Resume.DONE and recovery.state is not None:
+            event = terminal_event(recovery.state)
+            return self._finish(context, event.to_payload() if event else None)
+        submitted_at = datetime.fromisoformat(stored.submitted_at) if stored.submitted_at else None
+        return self._wait(context, stored.request_id, stored.status_url, stored.response_url, submitted_at)
+
+    def _wait(
+        self,
+        context: Context,
+        request_id: str,
+        status_url: str | None,
+        response_url: str | None,
+        submitted_at: datetime | None,
+    ) -> dict[str, Any]:
         trigger = SegmindRequestTrigger(
-            request_id=submitted.request_id,
+            request_id=request_id,
             segmind_conn_id=self.segmind_conn_id,
-            deadline=now + self.timeout,
+            deadline=datetime.now(UTC) + self.timeout,
             poll_interval=self.poll_interval,
-            status_url=submitted.status_url,
-            response_url=submitted.response_url,
-            submitted_at=now,
+            status_url=status_url,
+            response_url=response_url,
+            submitted_at=submitted_at,
         )
         if self.deferrable:
             # No defer timeout: Airflow would skip execute_complete when it fires. The trigger
@@ -127,10 +205,6 @@ class SegmindSubmitOperator(BaseOperator):
             self.defer(trigger=trigger, method_name="execute_complete")
         self.log.info("Waiting in the worker (deferrable=False), polling every %.1fs", self.poll_interval)
         return self._finish(context, wait_in_worker(trigger))
-
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger fired: check its event, then return the result or fail."""
-        return self._finish(context, event)
 
     def _submit(self, payload: dict[str, Any]) -> SubmitResponse:
         try:
@@ -141,6 +215,31 @@ class SegmindSubmitOperator(BaseOperator):
             self.hook.close()
 
     def _finish(self, context: Context, payload: Any) -> dict[str, Any]:
-        return result_from_event(
-            context, payload, conn_id=self.segmind_conn_id, require_output_url=self.require_output_url, log=self.log
+        retry_safe = context.get("task_state_store") is not None
+        result = result_from_event(
+            context,
+            payload,
+            conn_id=self.segmind_conn_id,
+            require_output_url=self.require_output_url,
+            log=self.log,
+            retry_safe=retry_safe,
         )
+        result = deliver_output(result, self.output_path, retry_safe=retry_safe, log=self.log)
+        record_asset_events(context, self.outlets, result)
+        self.delivered_path = result["output_path"]
+        return result
+
+    # -- lineage --------------------------------------------------------------------------------
+
+    #: Where the last successful run of this operator object copied its output (for lineage).
+    delivered_path: str | None = None
+
+    def lineage_inputs(self) -> list[Any]:
+        """The input files this job reads (URLs, object storage URIs or paths) as given by the user."""
+        payload = self.payload if isinstance(self.payload, dict) else {}
+        return [value for value in payload.values() if is_object_storage(value) or is_http_url(value)]
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the input files and the copied output (called by the OpenLineage provider)."""
+        outputs = [self.delivered_path] if self.delivered_path else []
+        return openlineage_facets(self.lineage_inputs(), outputs)

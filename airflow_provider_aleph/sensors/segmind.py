@@ -15,31 +15,38 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_aleph.events import terminal_event
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
+from airflow_provider_aleph.lineage import record_asset_events
 from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
 from airflow_provider_aleph.protocol import SegmindStatus
-from airflow_provider_aleph.results import airflow_error, result_from_event
+from airflow_provider_aleph.results import airflow_error, deliver_output, result_from_event
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
 
 class SegmindRequestSensor(BaseSensorOperator):
     """Wait for a Segmind request by id (from another task or system); return its result dict.
 
-    Never submits anything. Deferrable by default; ``deferrable=False`` pokes in ``poke`` or
-    ``reschedule`` mode. A FAILED or expired request fails the task without retry.
+    Never submits anything, so every Airflow retry is safe: a deadline passed, a copy that failed or
+    the API unreachable past the retry budget may be retried. A FAILED or expired request fails the
+    task without retry. Deferrable by default; ``deferrable=False`` pokes in ``poke`` or ``reschedule``
+    mode.
 
     :param request_id: the Segmind request id (templated).
     :param segmind_conn_id: the Airflow connection of type ``segmind``.
     :param deferrable: wait in the triggerer (True) or poke from the worker (False).
     :param poll_interval: seconds between status polls (also the poke interval).
     :param require_output_url: fail when the COMPLETED result has no output URL.
+    :param output_path: where to copy the output, as for the operators (templated).
+
+    Asset outlets get the same event extra as the operators' (``output_path``, ``request_id``,
+    ``output_url``).
     """
 
-    template_fields: Sequence[str] = ("request_id",)
+    template_fields: Sequence[str] = ("request_id", "output_path")
     operator_extra_links = (SegmindOutputLink(),)
     ui_color = "#d7e9f7"
 
@@ -51,10 +58,12 @@ class SegmindRequestSensor(BaseSensorOperator):
         deferrable: bool = True,
         poll_interval: float = 10.0,
         require_output_url: bool = False,
+        output_path: str | ObjectStoragePath | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(**kwargs)
+        self.output_path = output_path
         self.request_id = request_id
         self.segmind_conn_id = segmind_conn_id
         self.deferrable = deferrable
@@ -103,7 +112,15 @@ class SegmindRequestSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self.execute_complete(context, event.to_payload()))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Turn the final event into the result dict, or fail the task."""
-        return result_from_event(
-            context, event, conn_id=self.segmind_conn_id, require_output_url=self.require_output_url, log=self.log
+        """Turn the final event into the result dict (copying the output when asked), or fail the task."""
+        result = result_from_event(
+            context,
+            event,
+            conn_id=self.segmind_conn_id,
+            require_output_url=self.require_output_url,
+            log=self.log,
+            retry_safe=True,
         )
+        result = deliver_output(result, self.output_path, retry_safe=True, log=self.log)
+        record_asset_events(context, self.outlets, result)
+        return result

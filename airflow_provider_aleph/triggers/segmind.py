@@ -1,8 +1,14 @@
-"""SegmindRequestTrigger: wait for a submitted request in the triggerer, with GETs only."""
+"""SegmindRequestTrigger: wait for a submitted request in the triggerer, with GETs only.
+
+The triggers of one connection on one event loop share its settings, one HTTP client and one
+request budget (see :mod:`airflow_provider_aleph.shared`): they poll less often as more of them
+wait, and a 429 pauses them all together.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -10,13 +16,15 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_aleph.events import RequestEvent, error_event, terminal_event, timeout_event
 from airflow_provider_aleph.exceptions import SegmindError
-from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.protocol import SegmindStatus
+from airflow_provider_aleph.shared import acquire_shared
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from airflow_provider_aleph.hooks.segmind import SegmindHook
     from airflow_provider_aleph.protocol import RequestState
+    from airflow_provider_aleph.shared import SharedConnection
 
 
 def to_utc(value: datetime | str) -> datetime:
@@ -32,12 +40,14 @@ class SegmindRequestTrigger(BaseTrigger):
 
     It never submits: a trigger rebuilt after a triggerer restart resumes the same request with
     the same deadline. Its serialized kwargs are plain JSON and hold no secret (the key is read
-    from the connection in ``run()``).
+    from the connection in ``run()``). Its polls draw on the connection's request budget
+    (extra ``max_requests_per_minute``), so its interval stretches when many jobs are in flight.
 
     :param request_id: the Segmind request id.
     :param segmind_conn_id: the Airflow connection id.
     :param deadline: when to give up waiting (aware datetime or ISO-8601 string, UTC).
-    :param poll_interval: seconds between status polls.
+    :param poll_interval: seconds between status polls, at least; longer when the connection's
+        request budget is shared by many triggers.
     :param status_url: the ``status_url`` the submit returned; built from the id when omitted.
     :param response_url: the ``response_url`` the submit returned; built from the id when omitted.
     :param submitted_at: when the request was submitted, for elapsed times in the log.
@@ -61,6 +71,7 @@ class SegmindRequestTrigger(BaseTrigger):
         self.status_url = status_url
         self.response_url = response_url
         self.submitted_at = to_utc(submitted_at) if submitted_at else None
+        self._finished = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(request_id={self.request_id!r}, segmind_conn_id={self.segmind_conn_id!r})"
@@ -89,20 +100,30 @@ class SegmindRequestTrigger(BaseTrigger):
         return f"{(datetime.now(UTC) - self.submitted_at).total_seconds():.1f}s"
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Yield exactly one event: success, failed, error or timeout, each with the request id."""
-        hook = SegmindHook(self.segmind_conn_id)
-        try:
-            event = await self._wait(hook)
-        finally:
-            await hook.aclose()
+        """Yield exactly one event: success, failed, error or timeout, each with the request id.
+
+        Cancelled mid-poll (a triggerer restart or hand-off), it lets go of its place in the
+        request budget and of the shared client, and the remote job keeps running.
+        """
+        # The share is released before the event is yielded: the triggerer may never resume us after it.
+        async with contextlib.AsyncExitStack() as releases:
+            event = await self._wait(releases)
+        self._finished = True
         yield TriggerEvent(event.to_payload())
 
-    async def _wait(self, hook: SegmindHook) -> RequestEvent:
+    async def _wait(self, releases: contextlib.AsyncExitStack) -> RequestEvent:
+        share: SharedConnection | None = None
+        hook: SegmindHook | None = None
         last: SegmindStatus | None = None
         while (left := self._seconds_left()) > 0:
             try:
-                # Retries inside the hook must not carry a poll past the deadline.
-                state = await asyncio.wait_for(self._poll(hook), timeout=left)
+                # The connection lookup and retries inside the hook must not run past the deadline.
+                async with asyncio.timeout(left):
+                    if share is None or hook is None:
+                        share = await acquire_shared(self.segmind_conn_id)
+                        releases.push_async_callback(share.release)
+                        hook = share.hook()
+                    state = await self._poll(hook)
             except TimeoutError:
                 break
             except SegmindError as err:
@@ -114,8 +135,27 @@ class SegmindRequestTrigger(BaseTrigger):
                 last = state.status
             if event := terminal_event(state, self._elapsed()):
                 return event
-            await asyncio.sleep(max(0.0, min(self.poll_interval, self._seconds_left())))
+            await asyncio.sleep(max(0.0, min(share.poll_interval(self.poll_interval), self._seconds_left())))
         return timeout_event(self.request_id, self.deadline.isoformat(), last.value if last else None)
+
+    def _left_running(self, why: str) -> None:
+        self.log.info(
+            "%s: Segmind request %s keeps running on Segmind (it has no cancel endpoint) and is billed. "
+            "If the task is still deferred, a triggerer resumes it; otherwise wait for it with "
+            "SegmindRequestSensor(request_id=%r) within the 1-hour retention",
+            why,
+            self.request_id,
+            self.request_id,
+        )
+
+    async def cleanup(self) -> None:
+        """Log what happens to the remote job; no HTTP call (Segmind has no cancel endpoint)."""
+        if not self._finished:
+            self._left_running("Trigger stopped before the request finished")
+
+    async def on_kill(self) -> None:
+        """A user killed or cleared the task (Airflow 3.3+): log that the job is left running; no HTTP call."""
+        self._left_running("Task killed while waiting")
 
     async def _poll(self, hook: SegmindHook) -> RequestState:
         """The status, or once it says COMPLETED the result body, which holds the output."""

@@ -44,7 +44,14 @@ with DAG(
     start_date=START,
     render_template_as_native_obj=True,
     default_args={"retries": 2, "retry_delay": timedelta(0)},
-    params={"prompt": "make it winter", "video": "", "aspect_ratio": None, "reference_image": None, "seed": None},
+    params={
+        "prompt": "make it winter",
+        "video": "",
+        "aspect_ratio": None,
+        "reference_image": None,
+        "seed": None,
+        "input_mode": "auto",
+    },
 ) as parameters:
     RunwayAlephOperator(
         task_id="edit",
@@ -53,6 +60,7 @@ with DAG(
         aspect_ratio="{{ params.aspect_ratio }}",
         reference_image="{{ params.reference_image }}",
         seed="{{ params.seed }}",
+        input_mode="{{ params.input_mode }}",
         **FAST,
     )
 

@@ -16,7 +16,14 @@ def video(segmind_conn) -> str:
 
 def _parameters(video: str) -> dict:
     # dag.test() merges run conf into the module-level DAG's params: always give every one.
-    return {"prompt": "make it winter", "video": video, "aspect_ratio": None, "reference_image": None, "seed": None}
+    return {
+        "prompt": "make it winter",
+        "video": video,
+        "aspect_ratio": None,
+        "reference_image": None,
+        "seed": None,
+        "input_mode": "auto",
+    }
 
 
 def _payloads(emulator) -> list[dict]:
@@ -63,7 +70,8 @@ INVALID = [
     pytest.param({"aspect_ratio": "2:1"}, id="aspect-ratio"),
     pytest.param({"seed": "forty-two"}, id="seed-word"),
     pytest.param({"seed": 4.5}, id="seed-float"),
-    pytest.param({"video": "s3://bucket/clip.mp4"}, id="video-object-storage"),
+    pytest.param({"video": "file:///nonexistent-aleph-input/clip.mp4"}, id="video-object-missing"),
+    pytest.param({"input_mode": "fetch"}, id="input-mode"),
     pytest.param({"video": "not a url"}, id="video-not-url"),
     pytest.param({"reference_image": "ftp://example.invalid/a.png"}, id="reference-image-scheme"),
     pytest.param({"video": "{base}/samples/oversized.mp4"}, id="video-over-16mb"),

@@ -28,7 +28,9 @@ def test_generic_operator_submits_any_model_with_a_templated_payload(segmind_con
 def test_sensor_waits_for_a_request_submitted_elsewhere(dag_name, segmind_conn):
     import segmind_test_dags
 
-    submitted = SegmindHook().submit("runway-gen4-aleph", {"prompt": "make it winter", "video": "https://x.test/a.mp4"})
+    submitted = SegmindHook().submit(
+        "runway-gen4-aleph", {"prompt": "make it winter", "video": segmind_conn.sample_url()}
+    )
     dag_run = getattr(segmind_test_dags, dag_name).test(run_conf={"request_id": submitted.request_id})
 
     assert state(dag_run) == "success"

@@ -1,9 +1,11 @@
-"""RequestEvent validation, and SegmindRequestTrigger serialization and run() with a faked transport."""
+"""RequestEvent validation, and SegmindRequestTrigger serialization, run(), cleanup() with a faked transport."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from unittest.mock import patch
@@ -26,7 +28,8 @@ OUTPUT = "https://cdn.segmind.test/outputs/req-trigger-42.mp4"
 
 @pytest.fixture(autouse=True)
 def _conn(monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = {"conn_type": "segmind", "password": KEY, "host": BASE}
+    # A budget of 60000 calls a minute spaces calls 1 ms apart: these tests are about statuses, not rates.
+    conn = {"conn_type": "segmind", "password": KEY, "host": BASE, "extra": {"max_requests_per_minute": 60000}}
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
 
 
@@ -269,21 +272,26 @@ async def test_run_with_a_past_deadline_times_out_without_any_http_call() -> Non
 @respx.mock
 async def test_run_times_out_at_the_deadline_while_still_queued() -> None:
     status = respx.get(STATUS_URL).mock(return_value=httpx.Response(200, json=body("QUEUED")))
-    event = await run_to_end(make_trigger(datetime.now(UTC) + timedelta(seconds=0.3), poll_interval=0.05))
+    trigger = make_trigger(datetime.now(UTC) + timedelta(seconds=0.3), poll_interval=0.05)
+    event = await run_to_end(trigger)
     assert event.status == "timeout"
     assert "QUEUED" in event.message
+    assert trigger.deadline.isoformat() in event.message
     assert status.call_count >= 2
+    assert datetime.now(UTC) >= trigger.deadline, "the timeout event came before the deadline"
 
 
 @respx.mock
 async def test_retries_inside_a_poll_do_not_carry_it_past_the_deadline() -> None:
-    # The default policy would back off for up to a minute on repeated 503s; the deadline wins.
-    status = respx.get(STATUS_URL).mock(return_value=httpx.Response(503, text="<html>busy</html>"))
-    started = datetime.now(UTC)
-    event = await run_to_end(make_trigger(started + timedelta(seconds=0.5), poll_interval=0.05))
+    # Segmind asks for an hour's pause (the budget caps it at a minute): the deadline, 0.5 s away, wins.
+    status = respx.get(STATUS_URL).mock(
+        return_value=httpx.Response(429, headers={"Retry-After": "3600"}, json={"error": "slow down"})
+    )
+    trigger = make_trigger(datetime.now(UTC) + timedelta(seconds=0.5), poll_interval=0.05)
+    event = await asyncio.wait_for(run_to_end(trigger), timeout=30)  # a hang guard, not a speed check
     assert event.status == "timeout"
-    assert status.call_count >= 1
-    assert datetime.now(UTC) - started < timedelta(seconds=5)
+    assert RID in event.message
+    assert status.call_count == 1, "the paused budget let no second attempt through"
 
 
 @respx.mock
@@ -313,3 +321,46 @@ async def test_a_failed_body_under_a_5xx_is_a_server_error_not_a_failure() -> No
     with patch("airflow_provider_aleph.retry.RetryPolicy.wait_seconds", return_value=0.0):
         event = await run_to_end(make_trigger(poll_interval=0.01))
     assert event.status == "success", "a 5xx is retried; only a 4xx FAILED body ends the request"
+
+
+# -- cleanup() and on_kill(): log only -----------------------------------------------------------
+
+
+def logged_lines(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], needle: str) -> list[str]:
+    """Log lines with ``needle``: Airflow 3.0 routes trigger logs through stdlib logging (and may echo
+    them to stdout), 3.3 prints them to stdout only."""
+    printed = capsys.readouterr().out
+    found = [line for line in caplog.text.splitlines() if needle in line]
+    return found or [line for line in printed.splitlines() if needle in line]
+
+
+async def test_cleanup_and_on_kill_log_the_sensor_hint_without_any_http_call(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trigger = make_trigger()
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router, caplog.at_level(logging.INFO):
+        await trigger.cleanup()
+        await trigger.on_kill()
+    assert len(router.calls) == 0
+    lines = logged_lines(caplog, capsys, "keeps running")
+    assert len(lines) == 2
+    for line in lines:
+        assert f"SegmindRequestSensor(request_id={RID!r})" in line
+        assert "no cancel endpoint" in line
+        assert KEY not in line
+
+
+@respx.mock
+async def test_cleanup_after_the_event_says_nothing_about_a_job_left_running(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    respx.get(STATUS_URL).mock(return_value=httpx.Response(200, json=body("COMPLETED")))
+    respx.get(RESULT_URL).mock(return_value=httpx.Response(200, json=body("COMPLETED", output=OUTPUT)))
+    trigger = make_trigger(poll_interval=0.01)
+    assert (await run_to_end(trigger)).status == "success"
+    calls = len(respx.calls)
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO):
+        await trigger.cleanup()
+    assert logged_lines(caplog, capsys, "keeps running") == []
+    assert len(respx.calls) == calls

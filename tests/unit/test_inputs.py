@@ -14,7 +14,7 @@ from airflow_provider_aleph.inputs import (
     InvalidParameter,
     remote_size,
     require_aspect_ratio,
-    require_http_url,
+    require_input,
     require_prompt,
     require_seed,
     require_video_size,
@@ -100,39 +100,43 @@ def test_seed_rejects_unicode_digits_with_a_message_naming_seed() -> None:
     "url", ["https://cdn.example.com/in.mp4", "http://127.0.0.1:8765/samples/sample.mp4", "HTTPS://Example.com/a?b=c"]
 )
 def test_http_url_accepts_http_and_https(parameter: str, url: str) -> None:
-    assert require_http_url(parameter, url, required=True) == url
+    assert require_input(parameter, url, required=True) == url
 
 
 def test_http_url_strips_surrounding_spaces() -> None:
-    assert require_http_url("video", "  https://cdn.example.com/in.mp4 ", required=True) == (
+    assert require_input("video", "  https://cdn.example.com/in.mp4 ", required=True) == (
         "https://cdn.example.com/in.mp4"
     )
 
 
 def test_optional_url_accepts_none_and_required_one_does_not() -> None:
-    assert require_http_url("reference_image", None, required=False) is None
+    assert require_input("reference_image", None, required=False) is None
     with pytest.raises(InvalidParameter) as caught:
-        require_http_url("video", None, required=True)
+        require_input("video", None, required=True)
     assert_names(caught.value, "video")
 
 
 @pytest.mark.parametrize("parameter", ["video", "reference_image"])
-@pytest.mark.parametrize("url", ["s3://bucket/in.mp4", "gs://bucket/in.mp4", "file:///tmp/in.mp4", "ftp://host/in.mp4"])
-def test_http_url_rejects_other_schemes_as_not_supported(parameter: str, url: str) -> None:
-    with pytest.raises(InvalidParameter) as caught:
-        require_http_url(parameter, url, required=True)
-    assert_names(caught.value, parameter)
-    assert "not supported" in str(caught.value)
-    assert url.split("://")[0] in str(caught.value)
+@pytest.mark.parametrize("uri", ["s3://bucket/in.mp4", "gs://bucket/in.mp4", "file:///tmp/in.mp4", "abfs://c/in.mp4"])
+def test_object_storage_uris_are_kept_for_presign_or_upload(parameter: str, uri: str) -> None:
+    assert require_input(parameter, f" {uri} ", required=True) == uri
+
+
+def test_object_storage_path_is_kept_as_is() -> None:
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    path = ObjectStoragePath("file:///tmp/in.mp4")
+    assert require_input("video", path, required=True) is path
 
 
 @pytest.mark.parametrize("parameter", ["video", "reference_image"])
 @pytest.mark.parametrize("url", ["", "   ", "not a url", "https://", "example.com/in.mp4", 42])
 def test_http_url_rejects_values_that_are_not_urls(parameter: str, url: Any) -> None:
     with pytest.raises(InvalidParameter) as caught:
-        require_http_url(parameter, url, required=True)
+        require_input(parameter, url, required=True)
     assert_names(caught.value, parameter)
     assert "http(s) URL" in str(caught.value)
+    assert "object storage URI" in str(caught.value)
 
 
 # -- remote_size (faked transport; real sockets in tests/integration) --------------------------------

@@ -216,5 +216,13 @@ def test_operator_refuses_non_positive_intervals_at_definition(kwargs):
 
 
 def test_templated_fields_of_the_aleph_operator():
-    assert set(RunwayAlephOperator.template_fields) == {"prompt", "video", "aspect_ratio", "reference_image", "seed"}
-    assert set(SegmindSubmitOperator.template_fields) == {"model", "payload"}
+    assert set(RunwayAlephOperator.template_fields) == {
+        "prompt",
+        "video",
+        "aspect_ratio",
+        "reference_image",
+        "seed",
+        "input_mode",
+        "output_path",
+    }
+    assert set(SegmindSubmitOperator.template_fields) == {"model", "payload", "input_mode", "output_path"}

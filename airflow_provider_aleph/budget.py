@@ -1,0 +1,280 @@
+"""Account-wide request budget: one rate limiter per connection and event loop, shared by its triggers.
+
+Segmind limits requests per account and per minute, and status polls count. Every trigger of a
+connection that runs on one event loop (one triggerer process) draws its API calls from one
+:class:`RequestBudget`, so a thousand waiting jobs slow their polling instead of drawing 429s.
+
+The limiter spaces calls evenly, one every ``60 / max_requests_per_minute`` seconds, rather than
+letting a whole minute's allowance go at once (GCRA with no burst). Evenly spaced calls stay under
+a per-minute sliding window of the same size on the server whatever its phase, and they stay
+under a scaled-down window too, which is what the emulator tests use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_aleph.exceptions import SegmindConfigError
+from airflow_provider_aleph.protocol import retry_after_seconds
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    import httpx
+
+log = logging.getLogger(__name__)
+
+#: Segmind's plans allow about 5 requests a minute (Free) and 50 (Pro). 40 keeps a Pro account
+#: a fifth under its limit, leaving room for submits from workers and for a person's own calls;
+#: a Free account must lower it (extra ``max_requests_per_minute``), or its polls draw 429s.
+DEFAULT_MAX_REQUESTS_PER_MINUTE = 40.0
+#: Consecutive failed attempts of one call (429, 5xx, network) before it fails: the hook's default.
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 6
+#: Longest shared pause after a 429, whatever the API asked for: a waiting trigger re-checks by then.
+MAX_PAUSE_SECONDS = 60.0
+#: First shared pause after a 429 that gave no hint; doubles while 429s keep coming.
+BASE_PAUSE_SECONDS = 1.0
+
+RPM_EXTRA = "max_requests_per_minute"
+FAILURES_EXTRA = "max_consecutive_failures"
+
+
+def _bad_extra(conn_id: str, key: str, allowed: str, value: Any) -> SegmindConfigError:
+    message = f"Connection {conn_id!r}: extra {key!r} must be {allowed}, got {value!r}"
+    return SegmindConfigError(message, conn_id=conn_id)
+
+
+def read_max_requests_per_minute(extra: Mapping[str, Any], conn_id: str) -> float:
+    """The connection's ``max_requests_per_minute`` extra: a positive number, default 40.
+
+    :param extra: the connection's extra, as a dict.
+    :param conn_id: the connection id, named in the error.
+    """
+    raw = extra.get(RPM_EXTRA)
+    if raw is None or raw == "":
+        return DEFAULT_MAX_REQUESTS_PER_MINUTE
+    allowed = "a positive number of API calls per minute for this triggerer process, e.g. 40"
+    if isinstance(raw, bool):
+        raise _bad_extra(conn_id, RPM_EXTRA, allowed, raw)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise _bad_extra(conn_id, RPM_EXTRA, allowed, raw) from None
+    if not math.isfinite(value) or value <= 0:
+        raise _bad_extra(conn_id, RPM_EXTRA, allowed, raw)
+    return value
+
+
+def read_max_consecutive_failures(extra: Mapping[str, Any], conn_id: str) -> int:
+    """The connection's ``max_consecutive_failures`` extra: a whole number from 1, default 6.
+
+    :param extra: the connection's extra, as a dict.
+    :param conn_id: the connection id, named in the error.
+    """
+    raw = extra.get(FAILURES_EXTRA)
+    if raw is None or raw == "":
+        return DEFAULT_MAX_CONSECUTIVE_FAILURES
+    allowed = "a whole number of attempts, 1 or more (1 means no retry), e.g. 6"
+    if isinstance(raw, bool):
+        raise _bad_extra(conn_id, FAILURES_EXTRA, allowed, raw)
+    if isinstance(raw, str):
+        raw_text = raw.strip()
+        if not raw_text.isdigit():
+            raise _bad_extra(conn_id, FAILURES_EXTRA, allowed, raw)
+        value = int(raw_text)
+    elif isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        value = int(raw)
+    else:
+        raise _bad_extra(conn_id, FAILURES_EXTRA, allowed, raw)
+    if value < 1:
+        raise _bad_extra(conn_id, FAILURES_EXTRA, allowed, raw)
+    return value
+
+
+class RequestBudget:
+    """A FIFO-fair limiter of API calls, with one pause that a 429 imposes on every caller.
+
+    Callers ``await acquire()`` before each call. When a slot is free and nobody queues, it is
+    granted at once; otherwise the caller waits on a future in a queue served strictly in order
+    by one timer, so waiting costs a future per caller and no task. A caller cancelled while
+    waiting leaves the queue. Use it from one event loop only.
+
+    :param max_requests_per_minute: the rate, spread evenly: one call every ``60 / rate`` seconds.
+    :param name: what the budget is for (the connection id), for log lines.
+    :param clock: monotonic time in seconds; must follow the event loop's clock when waiting.
+    """
+
+    def __init__(
+        self,
+        max_requests_per_minute: float = DEFAULT_MAX_REQUESTS_PER_MINUTE,
+        *,
+        name: str = "segmind",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not max_requests_per_minute > 0:
+            raise ValueError(f"max_requests_per_minute must be positive, got {max_requests_per_minute!r}")
+        self.max_requests_per_minute = float(max_requests_per_minute)
+        self.interval = 60.0 / self.max_requests_per_minute
+        self.name = name
+        self.clock = clock
+        self._next_at = -math.inf  # when the next call may go (the GCRA theoretical arrival time)
+        self._paused_until = -math.inf
+        self._paused_at = -math.inf  # when the latest 429 was noted
+        self._streak = 0  # 429s in a row, each from a call granted after the previous one's pause
+        self._waiters: deque[asyncio.Future[float]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self.granted = 0
+        self.rate_limited_count = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.name!r}, max_requests_per_minute={self.max_requests_per_minute:g}, "
+            f"waiting={len(self._waiters)})"
+        )
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are queued for a slot."""
+        return len(self._waiters)
+
+    @property
+    def paused_until(self) -> float:
+        """Clock reading until which no call is granted because of a 429 (``-inf`` when none)."""
+        return self._paused_until
+
+    def next_slot_at(self) -> float:
+        """The clock reading from which the next call may go: the rate's spacing, or a 429 pause."""
+        return max(self._next_at, self._paused_until)
+
+    def stretched_interval(self, poll_interval: float, pollers: int) -> float:
+        """The poll interval for one of ``pollers`` callers sharing this budget: never shorter than
+        ``poll_interval``, and long enough that their polls together fit the rate instead of queueing.
+
+        :param poll_interval: the interval the caller asked for, in seconds.
+        :param pollers: how many callers poll through this budget.
+        """
+        return max(poll_interval, pollers * self.interval)
+
+    def try_acquire(self) -> float | None:
+        """Take a slot if one is free now and nobody queues before us; its ticket, else None."""
+        now = self.clock()
+        if self._waiters or now < self.next_slot_at():
+            return None
+        return self._take(now)
+
+    async def acquire(self) -> float:
+        """Wait for a slot, in arrival order, and return its ticket (the clock reading it was granted)."""
+        ticket = self.try_acquire()
+        if ticket is not None:
+            return ticket
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._arm()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if not waiter.done() or waiter.cancelled():
+                # Still queued: leave the queue so it never grows with callers who left.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                waiter.cancel()
+            # A slot granted in the instant before the cancel is spent: slower, never over the rate.
+            if not self._waiters:
+                self._disarm()
+            raise
+
+    def rate_limited(self, ticket: float, retry_after: float | None) -> float:
+        """Note a 429 on a call granted at ``ticket``: pause every caller; return the pause length.
+
+        The pause is what the API asked for (``Retry-After`` or the reset time), else a backoff that
+        doubles while 429s keep coming from calls made after the previous pause; capped at
+        :data:`MAX_PAUSE_SECONDS`.
+
+        :param ticket: what :meth:`acquire` returned for the call that was refused.
+        :param retry_after: seconds the API asked to wait, if it said.
+        """
+        now = self.clock()
+        self.rate_limited_count += 1
+        if ticket >= self._paused_at:
+            # Calls already in flight when the previous 429 came back do not raise the backoff again.
+            self._streak += 1
+        if retry_after is not None:
+            pause = min(max(0.0, retry_after), MAX_PAUSE_SECONDS)
+        else:
+            ceiling = min(MAX_PAUSE_SECONDS, BASE_PAUSE_SECONDS * 2 ** (self._streak - 1))
+            pause = random.uniform(ceiling / 2, ceiling)
+        self._paused_at = now
+        if now + pause > self._paused_until:
+            self._paused_until = now + pause
+            log.warning(
+                "Segmind rate limit reached on connection %s: pausing its %d queued call(s) for %.1fs",
+                self.name,
+                len(self._waiters),
+                pause,
+            )
+        self._rearm()
+        return pause
+
+    def succeeded(self, ticket: float) -> None:
+        """Note an answered call (not a 429) granted at ``ticket``: a call made after the latest
+        429 clears the pause and its backoff.
+
+        :param ticket: what :meth:`acquire` returned for the call.
+        """
+        if ticket >= self._paused_at and (self._streak or self._paused_until > -math.inf):
+            self._streak = 0
+            self._paused_until = -math.inf
+            self._rearm()
+
+    def answered(self, ticket: float, response: httpx.Response) -> None:
+        """Note the answer to a call granted at ``ticket``: a 429 pauses everyone, a 5xx says
+        nothing about the rate, any other answer counts as :meth:`succeeded`.
+
+        :param ticket: what :meth:`acquire` returned for the call.
+        :param response: the API's answer.
+        """
+        if response.status_code == 429:
+            self.rate_limited(ticket, retry_after_seconds(response))
+        elif response.status_code < 500:
+            self.succeeded(ticket)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _take(self, now: float) -> float:
+        self._next_at = max(self._next_at, now) + self.interval
+        self.granted += 1
+        return now
+
+    def _arm(self) -> None:
+        if self._timer is not None or not self._waiters:
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, self.next_slot_at() - self.clock()), self._serve)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _rearm(self) -> None:
+        if self._timer is not None:
+            self._disarm()
+            self._arm()
+
+    def _serve(self) -> None:
+        self._timer = None
+        now = self.clock()
+        while self._waiters and now >= self.next_slot_at():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(self._take(now))
+        self._arm()

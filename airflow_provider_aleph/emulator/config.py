@@ -1,0 +1,145 @@
+"""Run-time settings of the Segmind emulator, validated as a whole before any of them changes.
+
+Every field can be given to ``Emulator(...)``, changed in process with ``emulator.config(name=value)``
+(or by plain attribute assignment), and changed over HTTP with ``POST /_emulator/config``.
+Settings copied into a job at submit (latency, fail rate, retention, output size) affect new jobs
+only; the others apply to the next request.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+LOSE_SUBMIT_MODES = ("504", "drop", "alternate")
+UPLOAD_ANSWER_KEYS = ("file_urls", "urls")
+
+
+def _check_number(name: str, value: object, upper: float | None = None, positive: bool = False) -> None:
+    """Raise ValueError unless ``value`` is a finite number at least 0 (above 0 when ``positive``), up to ``upper``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    too_low = value <= 0 if positive else value < 0
+    if too_low or (upper is not None and value > upper):
+        bound = "above 0" if positive else "at least 0"
+        bound = f"between 0 and {upper}" if upper is not None else bound
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+def _check_count(name: str, value: object, optional: bool = False, positive: bool = False) -> None:
+    """Raise ValueError unless ``value`` is an int at least 0 (above 0 when ``positive``), or None if ``optional``."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
+        allowed = "a positive integer" if positive else "an integer at least 0"
+        raise ValueError(f"{name} must be {allowed}{' or null' if optional else ''}, got {value!r}")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _string_tuple(name: str, value: object, what: str) -> tuple[str, ...]:
+    """Return ``value`` as a tuple of strings; raise ValueError for a bare string or other items."""
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise ValueError(f"{name} must be a list of {what}, got {type(value).__name__}")
+    if not all(isinstance(item, str) and item for item in value):
+        raise ValueError(f"{name} must contain only non-empty strings")
+    return tuple(value)
+
+
+@dataclass
+class EmulatorConfig:
+    """Settings of an emulator; see the package docstring for what each one emulates.
+
+    :param latency: seconds from submit to the terminal state; the first quarter is QUEUED.
+    :param fail_rate: probability, from 0 to 1, that a job ends FAILED.
+    :param retention: seconds a terminal request record is kept before it answers 404.
+    :param retired_models: model slugs whose submissions answer 410 Gone.
+    :param fetch_inputs: fetch ``video`` / ``reference_image`` URLs of each job, as Segmind does.
+    :param fetch_timeout: seconds allowed for each input fetch.
+    :param upload_answer_key: key of the URL list in the files API answer, ``file_urls`` or ``urls``.
+    :param output_size: when set, every new job's output is a generated stream of this many bytes.
+    :param cut_outputs: the next N output downloads (GET) are cut short.
+    :param cut_after_bytes: bytes sent before a cut download is closed (at most the size minus one).
+    :param error_rate: probability, from 0 to 1, that an API request gets an injected fault.
+    :param rpm_limit: API calls allowed per key within ``rate_window`` seconds; None for no limit.
+    :param rate_window: length in seconds of the sliding rate-limit window.
+    :param insufficient_credits_keys: valid keys whose submits answer 406 (not enough credits).
+    :param lose_submit_answers: the next N accepted submits create their job, then lose the answer.
+    :param lose_submit_mode: how an answer is lost: ``504``, ``drop`` or ``alternate``.
+    """
+
+    latency: float = 1.0
+    fail_rate: float = 0.0
+    retention: float = 3600.0
+    retired_models: tuple[str, ...] = ()
+    fetch_inputs: bool = True
+    fetch_timeout: float = 10.0
+    upload_answer_key: str = "file_urls"
+    output_size: int | None = None
+    cut_outputs: int = 0
+    cut_after_bytes: int = 0
+    error_rate: float = 0.0
+    rpm_limit: int | None = None
+    rate_window: float = 60.0
+    # Keys are secrets: kept out of repr() and out of as_dict().
+    insufficient_credits_keys: tuple[str, ...] = field(default=(), repr=False)
+    lose_submit_answers: int = 0
+    lose_submit_mode: str = "alternate"
+
+    def __post_init__(self) -> None:
+        """Validate every field and normalise the list fields to tuples."""
+        _check_number("latency", self.latency)
+        _check_number("fail_rate", self.fail_rate, upper=1.0)
+        _check_number("retention", self.retention)
+        self.retired_models = _string_tuple("retired_models", self.retired_models, "model slugs")
+        if not isinstance(self.fetch_inputs, bool):
+            raise ValueError(f"fetch_inputs must be true or false, got {self.fetch_inputs!r}")
+        _check_number("fetch_timeout", self.fetch_timeout, positive=True)
+        _check_choice("upload_answer_key", self.upload_answer_key, UPLOAD_ANSWER_KEYS)
+        _check_count("output_size", self.output_size, optional=True)
+        _check_count("cut_outputs", self.cut_outputs)
+        _check_count("cut_after_bytes", self.cut_after_bytes)
+        _check_number("error_rate", self.error_rate, upper=1.0)
+        _check_count("rpm_limit", self.rpm_limit, optional=True, positive=True)
+        _check_number("rate_window", self.rate_window, positive=True)
+        self.insufficient_credits_keys = _string_tuple(
+            "insufficient_credits_keys", self.insufficient_credits_keys, "API keys"
+        )
+        _check_count("lose_submit_answers", self.lose_submit_answers)
+        _check_choice("lose_submit_mode", self.lose_submit_mode, LOSE_SUBMIT_MODES)
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Apply ``changes`` all at once after validating them; raise ValueError if any is bad.
+
+        :param changes: new values keyed by field name.
+        """
+        unknown = sorted(set(changes) - {item.name for item in fields(self)})
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        # replace() re-runs __post_init__, so nothing changes unless every value is valid.
+        candidate = replace(self, **changes)
+        for item in fields(self):
+            setattr(self, item.name, getattr(candidate, item.name))
+
+    def __call__(self, **changes: Any) -> EmulatorConfig:
+        """Apply ``changes`` like :meth:`update` and return the settings: ``emulator.config(error_rate=0.2)``.
+
+        :param changes: new values keyed by field name.
+        """
+        self.update(changes)
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the settings as a JSON-ready dict; credit-less keys are reported by count only."""
+        settings = {item.name: getattr(self, item.name) for item in fields(self)}
+        settings["retired_models"] = list(self.retired_models)
+        settings["insufficient_credits_keys"] = len(self.insufficient_credits_keys)
+        return settings

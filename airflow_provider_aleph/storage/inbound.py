@@ -1,0 +1,247 @@
+"""Inputs from object storage: checked from their metadata, then presigned or uploaded to Segmind's files API.
+
+Every check runs before anything is uploaded or submitted, and each refusal is an
+:class:`~airflow_provider_aleph.inputs.InvalidParameter` naming the parameter and the URI.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_aleph.inputs import InvalidParameter, is_http_url
+from airflow_provider_aleph.protocol import UPLOAD_PIECE_BYTES, UploadBody
+from airflow_provider_aleph.storage.paths import (
+    bucket_of,
+    conn_id_of,
+    display_url,
+    is_public_url,
+    mask_url_secrets,
+    to_path,
+)
+
+if TYPE_CHECKING:
+    import logging
+    from typing import BinaryIO
+
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+    from fsspec import AbstractFileSystem
+
+    from airflow_provider_aleph.hooks.segmind import SegmindHook
+
+INPUT_MODES = ("auto", "presign", "upload")
+#: How long a presigned input URL stays valid: a job may wait in Segmind's queue before it is fetched.
+DEFAULT_PRESIGN_SECONDS = 6 * 3600
+FALLBACK_CONTENT_TYPE = "application/octet-stream"
+# What stores report when nobody set a type; the file name says more.
+_GENERIC_TYPES = frozenset({FALLBACK_CONTENT_TYPE, "binary/octet-stream"})
+_METADATA_TYPE_KEYS = ("ContentType", "content_type", "contentType", "mimetype")
+_MIB = 1024 * 1024
+
+
+def resolve_input(
+    name: str,
+    value: str | ObjectStoragePath,
+    *,
+    mode: str,
+    hook: SegmindHook,
+    max_bytes: int | None,
+    log: logging.Logger | Any,
+    expiration: int = DEFAULT_PRESIGN_SECONDS,
+) -> str:
+    """An http(s) URL Segmind can fetch for an object storage input, presigned or uploaded.
+
+    The object's metadata is read first: a missing object, a wrong bucket, denied access, a directory,
+    an empty file or one over ``max_bytes`` is refused before anything is uploaded or submitted.
+
+    :param name: the parameter's name (``video``, ``reference_image``...), for messages.
+    :param value: an object storage URI (``s3://[conn_id@]bucket/key``, ``file:///path``...) or an
+        ``ObjectStoragePath``.
+    :param mode: ``auto`` (presign when the filesystem can and the URL is public, else upload),
+        ``presign`` or ``upload``.
+    :param hook: the Segmind hook that uploads.
+    :param max_bytes: the largest size accepted, or None for no limit.
+    :param log: where to say what was done (a presigned URL is logged without its query).
+    :param expiration: seconds a presigned URL stays valid.
+    """
+    if mode not in INPUT_MODES:
+        raise InvalidParameter(
+            "input_mode", f"must be one of {', '.join(INPUT_MODES)}; got {mode!r} (for {name} {value!s})"
+        )
+    path = _path(name, value)
+    # Messages name the URI as the user wrote it (Airflow 3.0 rewrites some when parsing).
+    shown = value.strip() if isinstance(value, str) else str(path)
+    fs = _filesystem(name, path, shown)
+    info = _metadata(name, path, fs, shown)
+    size = _checked_size(name, shown, info, max_bytes)
+    if mode != "upload":
+        url = _presigned(name, path, fs, shown, expiration=expiration, required=mode == "presign", log=log)
+        if url is not None:
+            log.info("Input %s: presigned %s for %d s as %s", name, shown, expiration, display_url(url))
+            return url
+    return _uploaded(name, path, fs, shown, info=info, size=size, hook=hook, log=log)
+
+
+def content_type_of(info: dict[str, Any], filename: str) -> str:
+    """The media type to upload a file as: the store's metadata, else the file's extension, else
+    ``application/octet-stream``.
+
+    :param info: the file's fsspec ``info()``.
+    :param filename: the file's name, for its extension.
+    """
+    stored = None
+    for key in _METADATA_TYPE_KEYS:
+        value = info.get(key)
+        if isinstance(value, str) and "/" in value:
+            stored = value.split(";", 1)[0].strip().lower()
+            break
+    if stored and stored not in _GENERIC_TYPES and _is_media_type(stored):
+        return stored
+    guessed, _ = mimetypes.guess_type(filename, strict=False)
+    return guessed or FALLBACK_CONTENT_TYPE
+
+
+def _is_media_type(value: str) -> bool:
+    try:
+        UploadBody(value, 0)
+    except ValueError:
+        return False
+    return True
+
+
+def _path(name: str, value: str | ObjectStoragePath) -> ObjectStoragePath:
+    try:
+        return to_path(value)
+    except (ValueError, TypeError, ImportError) as exc:
+        # fsspec answers an unknown scheme with ValueError, a known one without its package with ImportError.
+        raise InvalidParameter(
+            name, f"cannot open {value!s}: {exc} (is the provider for this storage installed?)"
+        ) from None
+
+
+def _filesystem(name: str, path: ObjectStoragePath, shown: str) -> AbstractFileSystem:
+    try:
+        return path.fs
+    except Exception as exc:
+        raise InvalidParameter(
+            name,
+            f"cannot reach the storage of {shown} (connection {conn_id_of(path)!r}): {type(exc).__name__}: {exc} "
+            "(is the provider for this storage installed?)",
+        ) from None
+
+
+def _metadata(name: str, path: ObjectStoragePath, fs: AbstractFileSystem, shown: str) -> dict[str, Any]:
+    try:
+        # A listing cached earlier in this process must not hide an object written since.
+        fs.invalidate_cache(path.path)
+        info = fs.info(path.path)
+    except FileNotFoundError:
+        raise InvalidParameter(name, _missing(path, fs, shown)) from None
+    except PermissionError as exc:
+        raise InvalidParameter(name, f"access to {shown} was denied (connection {conn_id_of(path)!r}): {exc}") from None
+    except Exception as exc:
+        raise InvalidParameter(name, f"could not read the metadata of {shown}: {type(exc).__name__}: {exc}") from None
+    if info.get("type") == "directory":
+        raise InvalidParameter(name, f"{shown} is a directory; give the URI of one file")
+    return dict(info)
+
+
+def _missing(path: ObjectStoragePath, fs: AbstractFileSystem, shown: str) -> str:
+    bucket = bucket_of(path)
+    if bucket:
+        try:
+            bucket_exists = fs.exists(bucket)
+        except Exception:
+            bucket_exists = True
+        if not bucket_exists:
+            return (
+                f"{shown} cannot be read: bucket {bucket!r} does not exist, or connection "
+                f"{conn_id_of(path)!r} cannot see it"
+            )
+    return f"{shown} does not exist"
+
+
+def _checked_size(name: str, shown: str, info: dict[str, Any], max_bytes: int | None) -> int | None:
+    size = info.get("size")
+    if not isinstance(size, int):
+        return None
+    if size == 0:
+        raise InvalidParameter(name, f"{shown} is empty")
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidParameter(
+            name,
+            f"{shown} is {size / _MIB:.1f} MiB ({size} bytes); at most {max_bytes / _MIB:.0f} MiB is accepted "
+            "(for a video only about the first 5 s are used: trim it)",
+        )
+    return size
+
+
+def _presigned(
+    name: str,
+    path: ObjectStoragePath,
+    fs: AbstractFileSystem,
+    shown: str,
+    *,
+    expiration: int,
+    required: bool,
+    log: logging.Logger | Any,
+) -> str | None:
+    """A presigned URL, or None in ``auto`` mode when uploading is the better way."""
+    try:
+        url = fs.sign(path.path, expiration=expiration)
+    except NotImplementedError:
+        reason = f"its filesystem ({type(fs).__name__}) cannot presign URLs"
+    except Exception as exc:
+        reason = f"presigning failed: {type(exc).__name__}: {exc}"
+    else:
+        if not is_http_url(url):
+            reason = "its filesystem signs URLs that are not http(s)"
+        else:
+            mask_url_secrets(url)
+            if is_public_url(url):
+                return url
+            if required:
+                log.warning(
+                    "Input %s: the presigned URL of %s points at %s, which Segmind's servers may not reach",
+                    name,
+                    shown,
+                    display_url(url),
+                )
+                return url
+            reason = f"its presigned URL points at a private host ({display_url(url)})"
+    if required:
+        raise InvalidParameter(
+            name, f"{shown} cannot be presigned: {reason}; use input_mode='upload' or 'auto' to upload it"
+        )
+    log.info("Input %s: %s not presigned (%s); uploading it", name, shown, reason)
+    return None
+
+
+def _uploaded(
+    name: str,
+    path: ObjectStoragePath,
+    fs: AbstractFileSystem,
+    shown: str,
+    *,
+    info: dict[str, Any],
+    size: int | None,
+    hook: SegmindHook,
+    log: logging.Logger | Any,
+) -> str:
+    if size is None:
+        raise InvalidParameter(name, f"the storage of {shown} does not report its size, so it cannot be uploaded")
+    content_type = content_type_of(info, path.name)
+
+    def source() -> BinaryIO:
+        # Small read blocks: some filesystems would otherwise prefetch the whole object.
+        stream: BinaryIO = fs.open(path.path, "rb", block_size=4 * UPLOAD_PIECE_BYTES)
+        return stream
+
+    try:
+        url = hook.upload_asset(source, content_type=content_type, size=size)
+    except FileNotFoundError:
+        raise InvalidParameter(name, f"{shown} disappeared before it could be uploaded") from None
+    except PermissionError as exc:
+        raise InvalidParameter(name, f"reading {shown} was denied (connection {conn_id_of(path)!r}): {exc}") from None
+    log.info("Input %s: uploaded %s (%s, %d bytes) to Segmind's files API as %s", name, shown, content_type, size, url)
+    return url

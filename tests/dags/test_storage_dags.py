@@ -1,0 +1,105 @@
+"""Object storage in and out, through real dag.test() runs: local files uploaded to the files API,
+results streamed into an output folder, oversized and missing objects refused before any submission."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.dags.helpers import state, task_instances, xcom
+
+pytestmark = pytest.mark.dag
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "example_dags" / "sample_videos"
+
+
+def _load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "example_dags" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _batch_conf(input_prefix: str, output_prefix: str, **more: str) -> dict[str, str]:
+    conf = {
+        "input_prefix": input_prefix,
+        "output_prefix": output_prefix,
+        "storage_conn_id": "",
+        "prompt": "make it winter",
+        "input_mode": "auto",
+    }
+    return conf | more
+
+
+def _asset_events(dag_id: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(select(AssetEvent).where(AssetEvent.source_dag_id == dag_id)).all()
+        return [dict(row.extra or {}) for row in rows]
+
+
+def test_batch_example_edits_every_local_video_into_the_output_folder(segmind_conn, tmp_path):
+    example = _load_example("example_aleph_batch_enrichment")
+    out = tmp_path / "edited"
+
+    dag_run = example.dag.test(run_conf=_batch_conf(SAMPLES.as_uri() + "/", out.as_uri() + "/"))
+
+    assert state(dag_run) == "success"
+    inputs = sorted(SAMPLES.glob("*.mp4"))
+    assert len(inputs) == 3
+    assert segmind_conn.submissions == 3
+    # file:// cannot be presigned: each video went through the files API, never as a local path.
+    sent = sorted(job.payload["video"] for job in segmind_conn.jobs.values())
+    assert all(url.startswith(f"{segmind_conn.base_url}/assets/") for url in sent), sent
+    results = [xcom(dag_run, "return_value", map_index=i) for i in range(3)]
+    for source, result in zip(inputs, results, strict=True):
+        landed = out / f"{source.stem}-edited.mp4"
+        assert result["output_path"] == landed.as_uri()
+        served = httpx.get(result["output_url"]).content
+        assert landed.read_bytes() == served, "the copy must be byte-identical to what the API served"
+        assert served == source.read_bytes(), "the emulator's 'edit' returns the uploaded input"
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}-edited.mp4" for p in inputs)
+    events = _asset_events("example_aleph_batch_enrichment")
+    assert sorted(e["output_path"] for e in events) == sorted(r["output_path"] for r in results)
+
+
+def test_oversized_object_is_refused_from_its_metadata_before_any_upload(segmind_conn, tmp_path):
+    import aleph_test_dags
+
+    big = tmp_path / "big.mp4"
+    with big.open("wb") as handle:
+        handle.truncate(17 * 1024 * 1024)  # sparse: the size is in the metadata, nothing is read
+    conf = {"prompt": "make it winter", "video": big.as_uri(), "aspect_ratio": None}
+    dag_run = aleph_test_dags.parameters.test(
+        run_conf=conf | {"reference_image": None, "seed": None, "input_mode": "upload"}
+    )
+
+    assert state(dag_run) == "failed"
+    (ti,) = task_instances(dag_run)
+    assert ti.try_number == 1
+    assert segmind_conn.submissions == 0
+    assert segmind_conn.stats()["uploads"]["count"] == 0
+
+
+@pytest.mark.parametrize("mode", ["auto", "upload", "presign"])
+def test_missing_object_fails_naming_the_uri(mode, segmind_conn, tmp_path, capfd):
+    import aleph_test_dags
+
+    missing = (tmp_path / "nowhere" / "clip.mp4").as_uri()
+    conf = {"prompt": "make it winter", "video": missing, "aspect_ratio": None, "reference_image": None}
+    dag_run = aleph_test_dags.parameters.test(run_conf=conf | {"seed": None, "input_mode": mode})
+
+    assert state(dag_run) == "failed"
+    assert segmind_conn.submissions == 0
+    out, err = capfd.readouterr()
+    assert "Invalid parameter 'video'" in out + err
+    assert missing.removeprefix("file://") in out + err

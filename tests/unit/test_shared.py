@@ -1,0 +1,267 @@
+"""Triggers sharing a connection per event loop: one client and budget, released when the last trigger
+finishes or is cancelled; a 429 seen by one holding back the others; the connection's retry settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from airflow_provider_aleph.events import RequestEvent
+from airflow_provider_aleph.hooks.segmind import SegmindHook
+from airflow_provider_aleph.shared import acquire_shared, shared_connections
+from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+
+CONN_ID = "segmind_shared_unit"
+KEY = "fake-SHARED-1a2b3c4d5e6f-secret"
+BASE = "https://api.segmind.test"
+
+
+def set_conn(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
+    conn = {"conn_type": "segmind", "password": KEY, "host": BASE, "extra": extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+
+
+def status_url(rid: str) -> str:
+    return f"{BASE}/v2/requests/{rid}/status"
+
+
+def result_url(rid: str) -> str:
+    return f"{BASE}/v2/requests/{rid}"
+
+
+def body(rid: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {"request_id": rid, "status": status, "metrics": {}, **extra}
+
+
+def trigger(rid: str, seconds: float = 30.0, poll: float = 0.01) -> SegmindRequestTrigger:
+    return SegmindRequestTrigger(
+        request_id=rid,
+        segmind_conn_id=CONN_ID,
+        deadline=datetime.now(UTC) + timedelta(seconds=seconds),
+        poll_interval=poll,
+    )
+
+
+async def only_event(t: SegmindRequestTrigger) -> RequestEvent:
+    events = [event async for event in t.run()]
+    assert len(events) == 1
+    return RequestEvent.from_payload(events[0].payload)
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("airflow_provider_aleph.retry.RetryPolicy.wait_seconds", lambda self, error, attempt: 0.0)
+
+
+# -- the connection's settings in a trigger --------------------------------------------------------
+
+
+@respx.mock(assert_all_mocked=True)
+async def test_a_bad_extra_ends_the_trigger_with_an_error_event_and_no_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, max_consecutive_failures=0)
+    event = await only_event(trigger("req-bad-extra"))
+    assert event.status == "error"
+    assert event.error_type == "SegmindConfigError"
+    assert "max_consecutive_failures" in event.message
+    assert KEY not in json.dumps(event.to_payload())
+    assert len(respx.calls) == 0
+    assert dict(shared_connections()) == {}
+
+
+@respx.mock
+async def test_an_answered_poll_resets_the_count_of_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, max_consecutive_failures=2, max_requests_per_minute=60000)
+    rid = "req-flaky"
+    failure = httpx.Response(502)
+    respx.get(status_url(rid)).mock(
+        side_effect=[failure, httpx.Response(200, json=body(rid, "PROCESSING"))] * 3
+        + [failure, httpx.Response(200, json=body(rid, "COMPLETED"))]
+    )
+    respx.get(result_url(rid)).mock(
+        side_effect=[failure, httpx.Response(200, json=body(rid, "COMPLETED", output="https://cdn.test/o.mp4"))]
+    )
+    event = await only_event(trigger(rid))
+    assert event.status == "success", "one failure between answers never exhausts a budget of two"
+    assert len(respx.calls) == 10
+
+
+@respx.mock
+async def test_failures_in_a_row_past_the_budget_end_the_trigger_with_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_conn(monkeypatch, max_consecutive_failures=3, max_requests_per_minute=60000)
+    rid = "req-down"
+    route = respx.get(status_url(rid)).mock(return_value=httpx.Response(503))
+    event = await only_event(trigger(rid))
+    assert event.status == "error"
+    assert event.error_type == "SegmindServerError"
+    assert event.retryable is True
+    assert rid in event.message
+    assert route.call_count == 3
+
+
+# -- sharing -------------------------------------------------------------
+
+
+async def test_triggers_of_one_connection_share_one_client_and_budget_then_let_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_conn(monkeypatch, max_requests_per_minute=60000)
+    first = await acquire_shared(CONN_ID)
+    second = await acquire_shared(CONN_ID)
+    assert first is second
+    assert first.users == 2
+    assert shared_connections()[CONN_ID] is first
+    client = first.client
+    assert client is not None
+    assert first.budget is not None
+    assert first.budget.max_requests_per_minute == 60000
+    assert first.poll_interval(0.0) == pytest.approx(2 * 0.001)
+    hook = first.hook()
+    await hook.aclose()
+    assert not client.is_closed, "a hook does not close the shared client"
+    await first.release()
+    assert not client.is_closed
+    await second.release()
+    assert client.is_closed
+    assert dict(shared_connections()) == {}
+    with pytest.raises(RuntimeError, match="released more often"):
+        await second.release()
+
+
+async def test_concurrent_first_users_read_the_connection_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch)
+    reads = 0
+    real = SegmindHook.aget_conn_params
+
+    async def counting(self: SegmindHook) -> Any:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.01)
+        return await real(self)
+
+    monkeypatch.setattr(SegmindHook, "aget_conn_params", counting)
+    shares = await asyncio.gather(*(acquire_shared(CONN_ID) for _ in range(50)))
+    assert len({id(share) for share in shares}) == 1
+    assert reads == 1
+    for share in shares:
+        await share.release()
+    assert dict(shared_connections()) == {}
+
+
+def test_each_event_loop_gets_its_own_share_and_none_outlives_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch)
+    seen = []
+
+    async def hold() -> None:
+        share = await acquire_shared(CONN_ID)
+        seen.append((share, asyncio.get_running_loop()))
+        await share.release()
+        assert dict(shared_connections()) == {}
+
+    asyncio.run(hold())
+    asyncio.run(hold())
+    (one, loop_one), (two, loop_two) = seen
+    assert one is not two
+    assert loop_one is not loop_two
+    assert one.client is None
+    assert two.client is None
+
+
+@respx.mock
+async def test_finished_triggers_release_the_share_and_close_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, max_requests_per_minute=60000)
+    rids = [f"req-done-{n}" for n in range(3)]
+    for rid in rids:
+        respx.get(status_url(rid)).mock(
+            side_effect=[httpx.Response(200, json=body(rid, "PROCESSING"))] * 3
+            + [httpx.Response(200, json=body(rid, "COMPLETED"))]
+        )
+        respx.get(result_url(rid)).mock(return_value=httpx.Response(200, json=body(rid, "COMPLETED", output="x")))
+    runs = [asyncio.create_task(only_event(trigger(rid))) for rid in rids]
+    while CONN_ID not in shared_connections() or shared_connections()[CONN_ID].client is None:
+        await asyncio.sleep(0.001)
+    share = shared_connections()[CONN_ID]
+    client = share.client
+    assert client is not None
+    assert share.users == 3
+    events = await asyncio.gather(*runs)
+    assert [event.status for event in events] == ["success"] * 3
+    assert share.users == 0
+    assert client.is_closed
+    assert dict(shared_connections()) == {}
+
+
+@respx.mock
+async def test_cancelled_triggers_leave_the_budget_queue_and_release_the_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_conn(monkeypatch, max_requests_per_minute=6)  # ten seconds apart: all but one trigger queue
+    rids = [f"req-cancel-{n}" for n in range(5)]
+    for rid in rids:
+        respx.get(status_url(rid)).mock(return_value=httpx.Response(200, json=body(rid, "PROCESSING")))
+    runs = [asyncio.create_task(only_event(trigger(rid, poll=60))) for rid in rids]
+    while len(respx.calls) < 1 or shared_connections()[CONN_ID].budget.waiting < 4:  # type: ignore[union-attr]
+        await asyncio.sleep(0.001)
+    share = shared_connections()[CONN_ID]
+    budget, client = share.budget, share.client
+    assert budget is not None
+    assert client is not None
+    for run in runs:
+        run.cancel()
+    results = await asyncio.gather(*runs, return_exceptions=True)
+    assert all(isinstance(result, asyncio.CancelledError) for result in results)
+    assert budget.waiting == 0
+    assert share.users == 0
+    assert client.is_closed
+    assert dict(shared_connections()) == {}
+    assert len(respx.calls) == 1
+
+
+@respx.mock
+async def test_a_429_seen_by_one_trigger_holds_back_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, max_requests_per_minute=60000)
+    limited, other = "req-limited", "req-other"
+    respx.get(status_url(limited)).mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "0.4"}, json={"error": "Too many requests"}),
+            httpx.Response(200, json=body(limited, "COMPLETED")),
+        ]
+    )
+    respx.get(result_url(limited)).mock(return_value=httpx.Response(200, json=body(limited, "COMPLETED", output="a")))
+    sent_at: list[tuple[float, float]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        budget = shared_connections()[CONN_ID].budget
+        assert budget is not None
+        sent_at.append((budget.clock(), budget.paused_until))
+        return httpx.Response(200, json=body(other, "COMPLETED", output="b"))
+
+    respx.get(status_url(other)).mock(side_effect=record)
+    respx.get(result_url(other)).mock(side_effect=record)
+
+    first = asyncio.create_task(only_event(trigger(limited)))
+    while CONN_ID not in shared_connections() or shared_connections()[CONN_ID].budget is None:
+        await asyncio.sleep(0.001)
+    budget = shared_connections()[CONN_ID].budget
+    assert budget is not None
+    while budget.rate_limited_count == 0:
+        await asyncio.sleep(0.001)
+    paused_until = budget.paused_until
+    assert paused_until > budget.clock()
+    second = asyncio.create_task(only_event(trigger(other)))
+
+    events = await asyncio.gather(first, second)
+
+    assert [event.status for event in events] == ["success", "success"]
+    assert len(sent_at) == 2
+    assert all(clock >= paused_until for clock, _ in sent_at), "the other trigger called during the pause"
+    assert budget.rate_limited_count == 1
+    assert budget.paused_until == -math.inf, "the answered calls after the pause cleared it"
