@@ -15,6 +15,8 @@ SEGMIND_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "host": "https://api.segmind.com",
         "upload_url": "https://workflows-api.segmind.com",
         "timeout": "30",
+        "max_requests_per_minute": "40",
+        "max_consecutive_failures": "6",
     },
 }
 
@@ -28,6 +30,17 @@ SEGMIND_CONN_FIELDS: dict[str, Any] = {
         "label": "HTTP timeout (seconds)",
         "schema": {"type": ["number", "null"], "default": 30},
         "description": "Seconds allowed for each HTTP call to Segmind",
+    },
+    "max_requests_per_minute": {
+        "label": "Request budget per minute",
+        "schema": {"type": ["number", "null"], "default": 40},
+        "description": "API calls per minute shared by all waits on this connection in one triggerer (or worker) "
+        "process; split your plan's limit across processes",
+    },
+    "max_consecutive_failures": {
+        "label": "Consecutive failures allowed",
+        "schema": {"type": ["integer", "null"], "default": 6},
+        "description": "Attempts of one API call (429, 5xx, network errors) before the wait fails",
     },
 }
 

@@ -26,3 +26,45 @@ with DAG("segmind_sensor_poke", schedule=None, start_date=START, params={"reques
     SegmindRequestSensor(
         task_id="edit", request_id="{{ params.request_id }}", deferrable=False, poll_interval=0.1, timeout=60
     )
+
+with DAG(
+    "segmind_sensor_copy", schedule=None, start_date=START, params={"request_id": "", "output_path": ""}
+) as sensor_copy:
+    SegmindRequestSensor(
+        task_id="edit",
+        request_id="{{ params.request_id }}",
+        output_path="{{ params.output_path }}",
+        poll_interval=0.1,
+        timeout=60,
+    )
+
+with DAG(
+    "segmind_sensor_copy_reschedule",
+    schedule=None,
+    start_date=START,
+    params={"request_id": "", "output_path": ""},
+) as sensor_copy_reschedule:
+    SegmindRequestSensor(
+        task_id="edit",
+        request_id="{{ params.request_id }}",
+        output_path="{{ params.output_path }}",
+        deferrable=False,
+        mode="reschedule",
+        poll_interval=0.1,
+        timeout=60,
+    )
+
+# A local file in the payload of any model is uploaded to the files API; its URL is what is sent.
+with DAG(
+    "segmind_generic_file_input",
+    schedule=None,
+    start_date=START,
+    params={"image": "", "output_path": ""},
+) as generic_file_input:
+    SegmindSubmitOperator(
+        task_id="edit",
+        model="flux-kontext",
+        payload={"prompt": "make it winter", "image": "{{ params.image }}"},
+        output_path="{{ params.output_path }}",
+        poll_interval=0.1,
+    )

@@ -47,3 +47,25 @@ def state(obj: Any) -> str:
     """A run or task instance state as its plain string."""
     value = obj.state
     return str(getattr(value, "value", value))
+
+
+def register_assets(dag: Any) -> None:
+    """Write a DAG's assets to the database, as a dag-processor does.
+
+    ``dag.test()`` on Airflow 3.0 skips this (3.3's does it, and this is a no-op there), and a task
+    whose outlets are unknown assets fails there with AirflowInactiveAssetInInletOrOutletException.
+    """
+    from airflow.version import version
+    from packaging.version import Version
+
+    if Version(version) >= Version("3.3"):
+        return
+    from airflow.dag_processing.collection import AssetModelOperation
+    from airflow.serialization.serialized_objects import SerializedDAG
+
+    scheduler_dag = SerializedDAG.from_dict(SerializedDAG.to_dict(dag))
+    with create_session() as session:
+        operation = AssetModelOperation.collect({dag.dag_id: scheduler_dag})
+        assets = operation.sync_assets(session=session)
+        session.flush()
+        operation.activate_assets_if_possible(assets.values(), session=session)

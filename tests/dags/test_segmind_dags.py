@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from airflow_provider_aleph.hooks.segmind import SegmindHook
@@ -65,3 +66,40 @@ def test_sensor_fails_on_an_unknown_request(dag_name, segmind_conn, capfd):
     out, err = capfd.readouterr()
     assert "unknown or expired" in out + err
     assert segmind_conn.submissions == 0
+
+
+@pytest.mark.parametrize("dag_name", ["sensor_copy", "sensor_copy_reschedule"])
+def test_sensor_copies_the_output_like_the_operator(dag_name, segmind_conn, tmp_path):
+    import segmind_test_dags
+
+    submitted = SegmindHook().submit("runway-gen4-aleph", {"prompt": "winter", "video": segmind_conn.sample_url()})
+    target = tmp_path / "picked-up" / "winter.mp4"
+    dag_run = getattr(segmind_test_dags, dag_name).test(
+        run_conf={"request_id": submitted.request_id, "output_path": target.as_uri()}
+    )
+
+    assert state(dag_run) == "success"
+    assert segmind_conn.submissions == 1, "the sensor must never submit"
+    result = xcom(dag_run, "return_value")
+    assert result["request_id"] == submitted.request_id
+    assert result["output_path"] == target.as_uri()
+    assert target.read_bytes() == httpx.get(result["output_url"]).content
+
+
+def test_generic_operator_uploads_a_local_file_in_its_payload(segmind_conn, tmp_path):
+    import segmind_test_dags
+
+    image = tmp_path / "style.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    out = tmp_path / "results"
+    dag_run = segmind_test_dags.generic_file_input.test(
+        run_conf={"image": image.as_uri(), "output_path": out.as_uri() + "/"}
+    )
+
+    assert state(dag_run) == "success"
+    (job,) = segmind_conn.jobs.values()
+    assert job.payload["image"].startswith(f"{segmind_conn.base_url}/assets/")
+    assert httpx.get(job.payload["image"]).content == image.read_bytes()
+    result = xcom(dag_run, "return_value")
+    assert result["output_path"].startswith(out.as_uri() + "/")
+    assert len(list(out.iterdir())) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dags.helpers import state, task_instances, xcom
+from tests.dags.helpers import register_assets, state, task_instances, xcom
 
 pytestmark = pytest.mark.dag
 
@@ -49,6 +49,7 @@ def _asset_events(dag_id: str) -> list[dict]:
 
 def test_batch_example_edits_every_local_video_into_the_output_folder(segmind_conn, tmp_path):
     example = _load_example("example_aleph_batch_enrichment")
+    register_assets(example.dag)
     out = tmp_path / "edited"
 
     dag_run = example.dag.test(run_conf=_batch_conf(SAMPLES.as_uri() + "/", out.as_uri() + "/"))
@@ -103,3 +104,37 @@ def test_missing_object_fails_naming_the_uri(mode, segmind_conn, tmp_path, capfd
     out, err = capfd.readouterr()
     assert "Invalid parameter 'video'" in out + err
     assert missing.removeprefix("file://") in out + err
+
+
+@pytest.mark.parametrize("mode", ["presign", "upload"])
+def test_batch_example_from_bucket_to_bucket_on_a_real_s3_server(mode, segmind_conn, s3_server, s3_bucket):
+    example = _load_example("example_aleph_batch_enrichment")
+    register_assets(example.dag)
+    inputs = {p.name: p.read_bytes() for p in sorted(SAMPLES.glob("*.mp4"))}
+    for name, data in inputs.items():
+        s3_server.put(s3_bucket, f"raw/{name}", data, content_type="video/mp4")
+    conf = _batch_conf(
+        f"s3://{s3_bucket}/raw/", f"s3://{s3_bucket}/edited/", storage_conn_id=s3_server.conn_id, input_mode=mode
+    )
+
+    dag_run = example.dag.test(run_conf=conf)
+
+    assert state(dag_run) == "success"
+    assert segmind_conn.submissions == 3
+    sent = sorted(job.payload["video"] for job in segmind_conn.jobs.values())
+    if mode == "presign":
+        # The emulator fetched each object itself, from the S3 server, through a presigned URL.
+        assert all(url.startswith(f"{s3_server.endpoint_url}/{s3_bucket}/raw/") for url in sent), sent
+        assert all("Signature=" in url for url in sent), "the URL sent must be presigned"
+        assert segmind_conn.stats()["uploads"]["count"] == 0
+    else:
+        assert all(url.startswith(f"{segmind_conn.base_url}/assets/") for url in sent), sent
+    for name, data in inputs.items():
+        edited = s3_server.get(s3_bucket, f"edited/{Path(name).stem}-edited.mp4")
+        assert edited == data, "the output copied back must be byte-identical to what the emulator served"
+    results = [xcom(dag_run, "return_value", map_index=i) for i in range(3)]
+    for result in results:
+        assert result["output_path"].startswith("s3://")
+        assert httpx.get(result["output_url"]).content == s3_server.get(
+            s3_bucket, result["output_path"].split(f"{s3_bucket}/", 1)[1]
+        )
