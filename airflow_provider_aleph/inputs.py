@@ -14,6 +14,9 @@ from airflow_provider_aleph.protocol import USER_AGENT
 #: Segmind's limit on an input video ("max 16MB"), read generously as MiB.
 MAX_VIDEO_BYTES = 16 * 1024 * 1024
 INTEGER = re.compile(r"-?[0-9]+")
+#: Seeds are sent as JSON integers; a signed 64-bit range is what any backend can hold.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+SEED_DIGITS = len(str(SEED_MAX))
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s]+$")
 ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
 
@@ -53,16 +56,24 @@ def require_aspect_ratio(value: Any) -> str | None:
 
 
 def require_seed(value: Any) -> int | None:
-    """None or an integer; a string of digits (a rendered template) is converted."""
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, str):
+    """None or a 64-bit integer; a string of digits (a rendered template) is converted."""
+    if value is None:
+        return None
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
         text = value.strip()
-        if INTEGER.fullmatch(text):
-            return int(text)
         if text in ("", "None"):
             return None
-    raise InvalidParameter("seed", f"must be an integer (or a string of digits); got {_shown(value)}")
+        # Length first: int() refuses strings past Python's digit limit with a bare ValueError.
+        if len(text) <= SEED_DIGITS + 1 and INTEGER.fullmatch(text):
+            number = int(text)
+    if number is not None and SEED_MIN <= number <= SEED_MAX:
+        return number
+    raise InvalidParameter(
+        "seed", f"must be an integer from {SEED_MIN} to {SEED_MAX} (or a string of digits); got {_shown(value)}"
+    )
 
 
 def is_http_url(value: Any) -> bool:

@@ -51,17 +51,17 @@ def result_from_event(
         event = RequestEvent.from_payload(payload)
     except InvalidEventError as err:
         raise AirflowFailException(f"Invalid Segmind trigger event: {err} (conn_id={conn_id})") from None
-    where = (
-        f"(conn_id={conn_id})"
-        if event.request_id in event.message
-        else f"(request_id={event.request_id}, conn_id={conn_id})"
-    )
+    named = [f"request_id={event.request_id}"] if event.request_id not in event.message else []
+    named += [f"conn_id={conn_id}"] if f"conn_id={conn_id}" not in event.message else []
+    where = f"({', '.join(named)})" if named else ""
     if event.status != "success":
         log.error("Segmind request %s ended with %s: %s", event.request_id, event.status, event.message)
         may_retry = retry_safe and (event.status == "timeout" or (event.status == "error" and event.retryable))
         if may_retry:
-            raise AirflowException(f"{event.message} {where}; an Airflow retry of this task reattaches to it")
-        raise AirflowFailException(f"{event.message} {where}")
+            raise AirflowException(
+                f"{event.message} {where}".rstrip() + "; an Airflow retry of this task reattaches to it"
+            )
+        raise AirflowFailException(f"{event.message} {where}".rstrip())
     if require_output_url and not event.output_url:
         raise AirflowFailException(
             f"Segmind request {event.request_id} COMPLETED but its result has no output URL "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from airflow.models.xcom import XComModel
@@ -10,8 +12,11 @@ from airflow.utils.session import create_session
 from sqlalchemy import select
 
 from airflow_provider_aleph.emulator import Emulator
+from airflow_provider_aleph.emulator.assets import sample_bytes
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
+from airflow_provider_aleph.shared import SharedConnection, shared_connections
+from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 from tests.dags.helpers import state
 
 pytestmark = pytest.mark.dag
@@ -22,10 +27,10 @@ SECRET = "fake-SECRET-5e1f0c2b9a8d7e6f-never-print-me"
 @pytest.fixture
 def secret_emulator(monkeypatch: pytest.MonkeyPatch):
     with Emulator(api_key=SECRET, latency=0.2) as emu:
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_SEGMIND_DEFAULT",
-            json.dumps({"conn_type": "segmind", "password": SECRET, "host": emu.base_url}),
-        )
+        # Uploads (file:// inputs) go to the emulator's files API, with the same key.
+        connection = {"conn_type": "segmind", "password": SECRET, "host": emu.base_url}
+        connection["extra"] = {"upload_url": emu.base_url}
+        monkeypatch.setenv("AIRFLOW_CONN_SEGMIND_DEFAULT", json.dumps(connection))
         yield emu
 
 
@@ -96,3 +101,92 @@ def test_key_absent_from_reprs_and_trigger_kwargs(secret_emulator):
     operator = RunwayAlephOperator(task_id="t", prompt="snow", video="https://x.test/a.mp4")
     for text in (repr(hook), repr(params), repr(trigger), json.dumps(trigger.serialize()), repr(operator)):
         assert SECRET not in text
+
+
+def test_key_absent_from_logs_and_xcom_of_an_upload_run(secret_emulator, tmp_path, capfd, caplog):
+    import aleph_test_dags
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(sample_bytes())
+    conf = {"prompt": "make it winter", "video": clip.as_uri(), "aspect_ratio": None, "reference_image": None}
+    dag_run = aleph_test_dags.parameters.test(run_conf=conf | {"seed": None, "input_mode": "upload"})
+
+    assert state(dag_run) == "success"
+    assert secret_emulator.stats()["uploads"]["count"] == 1, "the local file went through the files API, with the key"
+    assert secret_emulator.submissions == 1
+    (job,) = secret_emulator.jobs.values()
+    assert job.payload["video"].startswith(f"{secret_emulator.base_url}/assets/")
+    output = _task_output(capfd)
+    assert "uploaded" in output, "the captured logs are the task's (they tell of the upload)"
+    assert SECRET not in output + caplog.text
+    xcoms = _all_xcom_text(dag_run)
+    assert job.request_id in xcoms
+    assert SECRET not in xcoms
+
+
+def _trigger(request_id: str, conn_id: str = "segmind_default") -> SegmindRequestTrigger:
+    return SegmindRequestTrigger(
+        request_id=request_id,
+        segmind_conn_id=conn_id,
+        deadline=datetime.now(UTC) + timedelta(seconds=30),
+        poll_interval=0.05,
+    )
+
+
+async def _shared_when_open(conn_id: str) -> SharedConnection:
+    """The running loop's shared connection of ``conn_id``, once a trigger has opened it."""
+    for _ in range(1000):
+        share = shared_connections().get(conn_id)
+        if share is not None and share.client is not None:
+            return share
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no trigger opened a shared connection for {conn_id!r}")
+
+
+async def test_key_absent_from_the_shared_client_budget_and_trigger_of_a_running_wait(secret_emulator, caplog):
+    secret_emulator.config(latency=1.0)  # still running while the shared pieces are looked at
+    hook = SegmindHook()
+    try:
+        submitted = hook.submit("runway-gen4-aleph", {"prompt": "snow", "video": secret_emulator.sample_url()})
+    finally:
+        hook.close()
+    trigger = _trigger(submitted.request_id)
+    waiting = asyncio.ensure_future(anext(trigger.run()))
+    share = await _shared_when_open("segmind_default")
+
+    assert share.params.api_key == SECRET, "the key is there, only never shown"
+    assert not waiting.done(), "looked at while the trigger was still polling"
+    texts = [
+        repr(share),
+        repr(share.params),
+        repr(share.budget),
+        repr(share.hook()),
+        repr(share.client),
+        json.dumps(dict(share.client.headers)),
+        repr(trigger),
+        json.dumps(trigger.serialize()),
+    ]
+    event = await waiting
+    assert event.payload["status"] == "success"
+    texts.append(json.dumps(event.payload))
+    for text in texts:
+        assert SECRET not in text
+    assert SECRET not in caplog.text
+
+
+async def test_rejected_key_is_not_echoed_by_a_polling_trigger(secret_emulator, monkeypatch, caplog):
+    wrong = "fake-WRONG-9f8e7d6c5b4a3f2e-poll-secret"
+    connection = {"conn_type": "segmind", "password": wrong, "host": secret_emulator.base_url}
+    monkeypatch.setenv("AIRFLOW_CONN_SEGMIND_WRONG_POLL", json.dumps(connection))
+    hook = SegmindHook()
+    try:
+        submitted = hook.submit("runway-gen4-aleph", {"prompt": "snow", "video": secret_emulator.sample_url()})
+    finally:
+        hook.close()
+
+    event = await anext(_trigger(submitted.request_id, "segmind_wrong_poll").run())
+
+    assert event.payload["status"] == "error"
+    assert "rejected the API key" in event.payload["message"]
+    assert wrong not in json.dumps(event.payload)
+    assert wrong not in caplog.text

@@ -71,7 +71,16 @@ def test_aspect_ratio_rejects_other_values_and_lists_the_allowed_ones(ratio: Any
 
 @pytest.mark.parametrize(
     ("seed", "expected"),
-    [(42, 42), (0, 0), ("42", 42), (" 7 ", 7), ("-3", -3), (None, None)],
+    [
+        (42, 42),
+        (0, 0),
+        ("42", 42),
+        (" 7 ", 7),
+        ("-3", -3),
+        (None, None),
+        (2**63 - 1, 2**63 - 1),
+        (str(-(2**63)), -(2**63)),
+    ],
 )
 def test_seed_accepts_integers_and_digit_strings(seed: Any, expected: int | None) -> None:
     result = require_seed(seed)
@@ -79,7 +88,10 @@ def test_seed_accepts_integers_and_digit_strings(seed: Any, expected: int | None
     assert type(result) is type(expected)
 
 
-@pytest.mark.parametrize("seed", ["forty-two", 4.5, 4.0, True, False, "4-2", "--4", "4-", "4.5", [4]])
+@pytest.mark.parametrize(
+    "seed",
+    ["forty-two", 4.5, 4.0, True, False, "4-2", "--4", "4-", "4.5", [4], 2**63, -(2**63) - 1, "9" * 5000],
+)
 def test_seed_rejects_non_integers(seed: Any) -> None:
     with pytest.raises(InvalidParameter) as caught:
         require_seed(seed)
