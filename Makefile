@@ -7,7 +7,7 @@ VENV30 := .venv-airflow-3.0
 BIN := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint unit test-airflow-3.0 venv lock clean
+.PHONY: demo bench test lint unit test-airflow-3.0 venv lock clean
 
 # Build a virtual environment with uv from the pinned lock file.
 # $(1): venv dir, $(2): lock file.
@@ -32,6 +32,11 @@ venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/python scripts/demo.py
+
+# Every benchmark side by side in one run (about 12 minutes on 2 cores); rewrites the table in
+# benchmarks/README.md and benchmarks/results.json.
+bench: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.run
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
     from airflow_provider_aleph.hooks.params import ConnectionParams
 
+#: Calls of one connection in flight at once on one loop. The account allows tens of calls a minute,
+#: so a few connections carry them all; the rest of the triggers wait in FIFO order on a semaphore,
+#: which costs nothing per waiter, rather than in httpx's pool queue, whose upkeep grows with its length.
+MAX_CALLS_IN_FLIGHT = 8
+
 _SHARES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedConnection]] = weakref.WeakKeyDictionary()
 
 
@@ -45,6 +50,7 @@ class SharedConnection:
         self.params: ConnectionParams | None = None
         self.client: httpx.AsyncClient | None = None
         self.budget: RequestBudget | None = None
+        self.gate: asyncio.Semaphore | None = None
         self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
 
@@ -60,7 +66,8 @@ class SharedConnection:
                 return
             params = await SegmindHook(self.conn_id).aget_conn_params()
             self.budget = RequestBudget(params.max_requests_per_minute, name=self.conn_id)
-            self.client = SegmindHook.new_async_client(params)
+            self.gate = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+            self.client = SegmindHook.new_async_client(params, max_connections=MAX_CALLS_IN_FLIGHT)
             self.params = params
 
     def hook(self) -> SegmindHook:
@@ -68,7 +75,7 @@ class SharedConnection:
         if self.params is None or self.client is None:
             raise RuntimeError(f"the shared connection {self.conn_id!r} is not open")
         hook = SegmindHook(self.conn_id)
-        hook.share_async(self.params, self.client, self.budget)
+        hook.share_async(self.params, self.client, self.budget, self.gate)
         return hook
 
     def poll_interval(self, wanted: float) -> float:

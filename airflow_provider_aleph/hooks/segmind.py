@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,6 +40,7 @@ from airflow_provider_aleph.protocol import (
 from airflow_provider_aleph.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
     from typing import BinaryIO
 
@@ -74,6 +76,7 @@ class SegmindHook(BaseHook):
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_owned = True
         self._budget: RequestBudget | None = None
+        self._gate: asyncio.Semaphore | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(segmind_conn_id={self.segmind_conn_id!r})"
@@ -134,24 +137,37 @@ class SegmindHook(BaseHook):
         }
 
     @classmethod
-    def new_async_client(cls, params: ConnectionParams) -> httpx.AsyncClient:
+    def new_async_client(cls, params: ConnectionParams, max_connections: int | None = None) -> httpx.AsyncClient:
         """A new async client for the connection ``params`` describe (the key is not in it).
 
         :param params: the connection's settings.
+        :param max_connections: cap on open connections (httpx's default pool when None).
         """
-        return httpx.AsyncClient(**cls._client_kwargs(params))
+        kwargs = cls._client_kwargs(params)
+        if max_connections is not None:
+            kwargs["limits"] = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        return httpx.AsyncClient(**kwargs)
 
-    def share_async(self, params: ConnectionParams, client: httpx.AsyncClient, budget: RequestBudget | None) -> None:
+    def share_async(
+        self,
+        params: ConnectionParams,
+        client: httpx.AsyncClient,
+        budget: RequestBudget | None,
+        gate: asyncio.Semaphore | None = None,
+    ) -> None:
         """Make async calls through a client and budget owned elsewhere; :meth:`aclose` leaves them open.
 
         :param params: the connection's settings, already read.
         :param client: the shared async client.
         :param budget: the request budget every async attempt waits on; None for no limit.
+        :param gate: bounds how many calls are in the client at once; waiting callers queue here, in
+            order, instead of in the client's connection pool (whose queue costs grow with its length).
         """
         self._params = params
         self._aclient = client
         self._aclient_owned = False
         self._budget = budget
+        self._gate = gate
 
     def get_conn(self) -> httpx.Client:
         """The hook's blocking HTTP client, created on first use."""
@@ -179,6 +195,7 @@ class SegmindHook(BaseHook):
             await client.aclose()
         self._aclient_owned = True
         self._budget = None
+        self._gate = None
 
     # -- sending: the only difference between the twins -------------------------------------
 
@@ -236,7 +253,8 @@ class SegmindHook(BaseHook):
             with attempt:
                 ticket = await budget.acquire() if budget is not None else 0.0
                 try:
-                    response = await client.send(self._request(client, spec, params))
+                    async with self._gate or contextlib.nullcontext():
+                        response = await client.send(self._request(client, spec, params))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, spec) from None
                 if budget is not None:

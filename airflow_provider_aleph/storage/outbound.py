@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
     from fsspec import AbstractFileSystem
 
-#: Bytes read from the download and written to the store at a time.
-COPY_CHUNK_BYTES = 1024 * 1024
 #: Buffer of a remote store's writer (S3's smallest multipart part is 5 MiB): bounds memory per copy.
 WRITE_BLOCK_BYTES = 8 * 1024 * 1024
 DEFAULT_OUTPUT_NAME = "output"
@@ -67,7 +65,7 @@ def copy_output(
     attempts: int = 5,
     backoff: float = 1.0,
     timeout: float = 60.0,
-    chunk_size: int = COPY_CHUNK_BYTES,
+    chunk_size: int | None = None,
 ) -> ObjectStoragePath:
     """Stream ``url`` into ``output_path`` and return the path written.
 
@@ -78,7 +76,9 @@ def copy_output(
     :param attempts: downloads tried, the first included, before giving up.
     :param backoff: first backoff in seconds; doubles each attempt, with full jitter.
     :param timeout: seconds allowed per network operation (connecting, each read).
-    :param chunk_size: bytes read and written at a time.
+    :param chunk_size: re-chunk the body into pieces of this many bytes; None (the default) writes
+        pieces as they arrive from the socket (tens of KiB), which is the cheapest: re-assembling
+        large pieces costs more CPU than the copy itself. Writes are buffered in blocks either way.
     """
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1; got {attempts!r}")
@@ -151,7 +151,7 @@ def _file_name(url: str) -> str:
 
 
 def _copy_once(
-    client: httpx.Client, url: str, fs: AbstractFileSystem, final: str, *, shown: str, chunk_size: int
+    client: httpx.Client, url: str, fs: AbstractFileSystem, final: str, *, shown: str, chunk_size: int | None
 ) -> int:
     """One download into a temporary name, verified, then moved to ``final``; the byte count."""
     tmp = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.{uuid.uuid4().hex[:12]}.part")

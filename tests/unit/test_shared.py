@@ -265,3 +265,32 @@ async def test_a_429_seen_by_one_trigger_holds_back_the_others(monkeypatch: pyte
     assert all(clock >= paused_until for clock, _ in sent_at), "the other trigger called during the pause"
     assert budget.rate_limited_count == 1
     assert budget.paused_until == -math.inf, "the answered calls after the pause cleared it"
+
+
+@respx.mock
+async def test_calls_in_flight_per_connection_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hundreds of polls queue on the share's semaphore, not in the HTTP pool: at most a few are sent at once."""
+    from airflow_provider_aleph.shared import MAX_CALLS_IN_FLIGHT
+
+    set_conn(monkeypatch, max_requests_per_minute=10**7)
+    in_flight = peak = 0
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.005)
+        in_flight -= 1
+        rid = request.url.path.split("/")[3]
+        return httpx.Response(200, json=body(rid, "PROCESSING"))
+
+    respx.get(url__regex=rf"{BASE}/v2/requests/[^/]+/status").mock(side_effect=answer)
+    share = await acquire_shared(CONN_ID)
+    try:
+        hook = share.hook()
+        states = await asyncio.gather(*(hook.aget_status(f"r{n}") for n in range(200)))
+    finally:
+        await share.release()
+
+    assert [s.request_id for s in states] == [f"r{n}" for n in range(200)]
+    assert 1 < peak <= MAX_CALLS_IN_FLIGHT
