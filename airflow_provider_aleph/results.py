@@ -9,6 +9,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_provider_aleph.events import InvalidEventError, RequestEvent
 from airflow_provider_aleph.exceptions import SegmindError
+from airflow_provider_aleph.lineage import record_asset_events
 from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY
 
 if TYPE_CHECKING:
@@ -118,6 +119,36 @@ def deliver_output(
         ) from None
     log.info("Copied the output of Segmind request %s to %s", result["request_id"], path)
     return {**result, "output_path": str(path)}
+
+
+def finish_wait(
+    task: Any,
+    context: Context,
+    payload: Any,
+    *,
+    require_output_url: bool,
+    retry_safe: bool,
+) -> dict[str, Any]:
+    """The worker-side end of every wait (operators and sensor alike): check the event, copy the output
+    into ``task.output_path`` when set, and attach where it landed to the task's asset outlets.
+
+    :param task: the operator or sensor (its ``segmind_conn_id``, ``output_path``, ``outlets``, ``log``).
+    :param context: the task's context.
+    :param payload: the trigger's event as received.
+    :param require_output_url: whether a COMPLETED result without an output URL is a failure.
+    :param retry_safe: whether an Airflow retry would pick up the same request instead of paying again.
+    """
+    result = result_from_event(
+        context,
+        payload,
+        conn_id=task.segmind_conn_id,
+        require_output_url=require_output_url,
+        log=task.log,
+        retry_safe=retry_safe,
+    )
+    result = deliver_output(result, task.output_path, retry_safe=retry_safe, log=task.log)
+    record_asset_events(context, task.outlets, result)
+    return result
 
 
 def wait_in_worker(trigger: SegmindRequestTrigger) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from airflow_provider_aleph.events import terminal_event
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.inputs import InvalidParameter, is_http_url
-from airflow_provider_aleph.lineage import openlineage_facets, record_asset_events
+from airflow_provider_aleph.lineage import openlineage_facets
 from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
 from airflow_provider_aleph.reattach import Resume, StoredRequest, fingerprint, recover, remember, state_store
-from airflow_provider_aleph.results import airflow_error, deliver_output, result_from_event, wait_in_worker
+from airflow_provider_aleph.results import airflow_error, finish_wait, wait_in_worker
 from airflow_provider_aleph.storage import INPUT_MODES, is_object_storage, resolve_input
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
@@ -216,16 +216,7 @@ class SegmindSubmitOperator(BaseOperator):
 
     def _finish(self, context: Context, payload: Any) -> dict[str, Any]:
         retry_safe = context.get("task_state_store") is not None
-        result = result_from_event(
-            context,
-            payload,
-            conn_id=self.segmind_conn_id,
-            require_output_url=self.require_output_url,
-            log=self.log,
-            retry_safe=retry_safe,
-        )
-        result = deliver_output(result, self.output_path, retry_safe=retry_safe, log=self.log)
-        record_asset_events(context, self.outlets, result)
+        result = finish_wait(self, context, payload, require_output_url=self.require_output_url, retry_safe=retry_safe)
         self.delivered_path = result["output_path"]
         return result
 

@@ -15,10 +15,9 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_aleph.events import terminal_event
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
-from airflow_provider_aleph.lineage import record_asset_events
 from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
 from airflow_provider_aleph.protocol import SegmindStatus
-from airflow_provider_aleph.results import airflow_error, deliver_output, result_from_event
+from airflow_provider_aleph.results import airflow_error, finish_wait
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 if TYPE_CHECKING:
@@ -113,14 +112,5 @@ class SegmindRequestSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Turn the final event into the result dict (copying the output when asked), or fail the task."""
-        result = result_from_event(
-            context,
-            event,
-            conn_id=self.segmind_conn_id,
-            require_output_url=self.require_output_url,
-            log=self.log,
-            retry_safe=True,
-        )
-        result = deliver_output(result, self.output_path, retry_safe=True, log=self.log)
-        record_asset_events(context, self.outlets, result)
-        return result
+        # The sensor never submits: any Airflow retry waits on the same request.
+        return finish_wait(self, context, event, require_output_url=self.require_output_url, retry_safe=True)

@@ -15,28 +15,13 @@ from airflow_provider_aleph.emulator import FAIL_MARKER, FAILURE_REASON, Emulato
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from tests.fakes import FakeClock
+
 KEY = "test-key"
 ALEPH = "runway-gen4-aleph"
 LATENCY = 4.0
 RETENTION = 60.0
 OVERSIZED_BYTES = 17 * 1024 * 1024
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

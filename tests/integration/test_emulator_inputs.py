@@ -19,24 +19,14 @@ from airflow_provider_aleph.emulator import Emulator
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from tests.fakes import FakeClock
+
 KEY = "inputs-key"
 ALEPH = "runway-gen4-aleph"
 LATENCY = 2.0
 FETCH_TIMEOUT = 0.5
 CLIP = os.urandom(300_000)
 OVER_LIMIT = 16 * 1024 * 1024 + 1
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class InputServer(ThreadingHTTPServer):
@@ -103,11 +93,6 @@ def inputs() -> Iterator[InputServer]:
     server.release.set()
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -14,27 +14,12 @@ from airflow_provider_aleph.emulator import Emulator
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from tests.fakes import FakeClock
+
 KEY = "limit-key"
 OTHER_KEY = "limit-other-key"
 ALEPH = "runway-gen4-aleph"
 WINDOW = 10.0
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

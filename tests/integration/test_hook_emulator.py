@@ -17,6 +17,7 @@ from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.inputs import InvalidParameter, remote_size, require_video_size
 from airflow_provider_aleph.protocol import SegmindStatus
 from airflow_provider_aleph.retry import RetryPolicy
+from tests.fakes import FakeClock
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -157,14 +158,6 @@ def test_unknown_request_id_is_expired(segmind_conn: Emulator, hook: SegmindHook
     assert caught.value.status_code == 404
     assert caught.value.conn_id == "segmind_default"
     assert "1 hour" in str(caught.value)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_request_expires_after_retention(monkeypatch: pytest.MonkeyPatch) -> None:

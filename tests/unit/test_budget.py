@@ -25,20 +25,11 @@ from airflow_provider_aleph.budget import (
 from airflow_provider_aleph.exceptions import SegmindConfigError, SegmindServerError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.retry import RetryPolicy
+from tests.fakes import FakeClock
 
 CONN_ID = "segmind_budget_unit"
 KEY = "fake-BUDGET-5e6f7a8b9c0d-secret"
 BASE = "https://api.segmind.test"
-
-
-class FakeClock:
-    """A clock that moves only when told."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def set_conn(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
