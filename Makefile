@@ -54,7 +54,7 @@ ifeq ($(FLOOR_OK),yes)
 endif
 	$(BIN)/python -m pytest -p no:cacheprovider
 ifeq ($(FLOOR_OK),yes)
-	$(VENV30)/bin/python -m pytest -p no:cacheprovider
+	$(VENV30)/bin/python -m pytest -p no:cacheprovider -m "not airflow_independent"
 else
 	@echo "Airflow 3.0 leg skipped: Airflow 3.0 does not run on Python 3.$(PY_MINOR) (use 3.11 or 3.12)"
 endif

@@ -14,6 +14,9 @@ import pytest
 
 from benchmarks.soak import Outcome, Plan, account, plan_jobs
 
+# Nothing here depends on the Airflow version: run once, on the newest Airflow leg only.
+pytestmark = pytest.mark.airflow_independent
+
 REPO = Path(__file__).resolve().parents[2]
 
 

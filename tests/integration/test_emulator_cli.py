@@ -10,9 +10,14 @@ import time
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+
+# Nothing here depends on the Airflow version: run once, on the newest Airflow leg only.
+pytestmark = pytest.mark.airflow_independent
 
 KEY = "cli-key"
 ALEPH = "runway-gen4-aleph"

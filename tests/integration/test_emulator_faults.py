@@ -14,6 +14,9 @@ from airflow_provider_aleph.emulator import Emulator
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+
+# Nothing here depends on the Airflow version: run once, on the newest Airflow leg only.
+pytestmark = pytest.mark.airflow_independent
 KEY = "faults-key"
 BROKE_KEY = "broke-key-0123456789"
 ALEPH = "runway-gen4-aleph"

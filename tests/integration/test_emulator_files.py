@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+
+# Nothing here depends on the Airflow version: run once, on the newest Airflow leg only.
+pytestmark = pytest.mark.airflow_independent
 KEY = "files-key"
 ALEPH = "runway-gen4-aleph"
 MIB = 1024 * 1024

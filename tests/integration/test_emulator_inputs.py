@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
     from tests.fakes import FakeClock
 
+
+# Nothing here depends on the Airflow version: run once, on the newest Airflow leg only.
+pytestmark = pytest.mark.airflow_independent
 KEY = "inputs-key"
 ALEPH = "runway-gen4-aleph"
 LATENCY = 2.0

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
     from tests.fakes import FakeClock
 
+
+# Nothing here depends on the Airflow version: run once, on the newest Airflow leg only.
+pytestmark = pytest.mark.airflow_independent
 KEY = "limit-key"
 OTHER_KEY = "limit-other-key"
 ALEPH = "runway-gen4-aleph"
