@@ -141,9 +141,7 @@ def recover(store: Any, hook: SegmindHook, digest: str, log: logging.Logger | An
         )
         return None
     try:
-        state = hook.get_status(stored.request_id, stored.status_url)
-        if state.status is SegmindStatus.COMPLETED:
-            state = hook.get_result(stored.request_id, stored.response_url)
+        state = hook.get_state(stored.request_id, stored.status_url, stored.response_url)
     except SegmindNotFound:
         log.warning("Segmind request %s from an earlier try has expired (404); submitting anew", stored.request_id)
         return Recovery(stored, Resume.RESUBMIT)

@@ -27,6 +27,7 @@ from airflow_provider_aleph.protocol import (
     Kind,
     RequestSpec,
     RequestState,
+    SegmindStatus,
     SubmitResponse,
     UploadBody,
     parse_state,
@@ -302,6 +303,29 @@ class SegmindHook(BaseHook):
         """Async twin of :meth:`get_result`."""
         params = await self.aget_conn_params()
         return await self._acall(result_spec(params.base_url, request_id, response_url), parse_state)
+
+    def get_state(
+        self, request_id: str, status_url: str | None = None, response_url: str | None = None
+    ) -> RequestState:
+        """A request's status, or once it says COMPLETED its result body, which holds the output.
+
+        :param request_id: the Segmind request id.
+        :param status_url: the ``status_url`` the submit returned; built from the id when omitted.
+        :param response_url: the ``response_url`` the submit returned; built from the id when omitted.
+        """
+        state = self.get_status(request_id, status_url)
+        if state.status is SegmindStatus.COMPLETED:
+            return self.get_result(request_id, response_url)
+        return state
+
+    async def aget_state(
+        self, request_id: str, status_url: str | None = None, response_url: str | None = None
+    ) -> RequestState:
+        """Async twin of :meth:`get_state`."""
+        state = await self.aget_status(request_id, status_url)
+        if state.status is SegmindStatus.COMPLETED:
+            return await self.aget_result(request_id, response_url)
+        return state
 
     def upload_asset(self, source: Callable[[], BinaryIO], *, content_type: str, size: int) -> str:
         """Store a file with Segmind's files API (``POST {upload_url}/upload-asset``) and return its URL.

@@ -16,7 +16,6 @@ from airflow_provider_aleph.events import terminal_event
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
-from airflow_provider_aleph.protocol import SegmindStatus
 from airflow_provider_aleph.results import airflow_error, finish_wait
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
@@ -97,9 +96,7 @@ class SegmindRequestSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """One look at the request: not done, done with its result, or a failure."""
         try:
-            state = self.hook.get_status(self.request_id)
-            if state.status is SegmindStatus.COMPLETED:
-                state = self.hook.get_result(self.request_id)
+            state = self.hook.get_state(self.request_id)
         except SegmindError as err:
             raise airflow_error(err) from None
         finally:

@@ -16,14 +16,13 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_aleph.events import RequestEvent, error_event, terminal_event, timeout_event
 from airflow_provider_aleph.exceptions import SegmindError
-from airflow_provider_aleph.protocol import SegmindStatus
 from airflow_provider_aleph.shared import acquire_shared
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from airflow_provider_aleph.hooks.segmind import SegmindHook
-    from airflow_provider_aleph.protocol import RequestState
+    from airflow_provider_aleph.protocol import SegmindStatus
     from airflow_provider_aleph.shared import SharedConnection
 
 
@@ -123,7 +122,7 @@ class SegmindRequestTrigger(BaseTrigger):
                         share = await acquire_shared(self.segmind_conn_id)
                         releases.push_async_callback(share.release)
                         hook = share.hook()
-                    state = await self._poll(hook)
+                    state = await hook.aget_state(self.request_id, self.status_url, self.response_url)
             except TimeoutError:
                 break
             except SegmindError as err:
@@ -156,10 +155,3 @@ class SegmindRequestTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """A user killed or cleared the task (Airflow 3.3+): log that the job is left running; no HTTP call."""
         self._left_running("Task killed while waiting")
-
-    async def _poll(self, hook: SegmindHook) -> RequestState:
-        """The status, or once it says COMPLETED the result body, which holds the output."""
-        state = await hook.aget_status(self.request_id, self.status_url)
-        if state.status is SegmindStatus.COMPLETED:
-            return await hook.aget_result(self.request_id, self.response_url)
-        return state
