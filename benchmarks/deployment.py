@@ -5,7 +5,8 @@
 ``AIRFLOW_HOME`` and a SQLite database (Airflow 3 accepts SQLite with the LocalExecutor; it is not
 for production, but enough for a handful of concurrent tasks). Apart from ``airflow db migrate``,
 it drives Airflow through its public REST API (``/api/v2``), with the simple auth manager in
-all-admins mode::
+all-admins mode, or with one user ``admin`` when ``admin_password`` is given (the REST calls then
+carry a token from ``POST /auth/token``, and a browser can log in)::
 
     with AirflowDeployment(dags_folder, env={"AIRFLOW_CONN_X": "..."}) as airflow:
         airflow.wait_for_dag("my_dag")
@@ -68,6 +69,7 @@ class AirflowDeployment:
     :param parallelism: how many task instances the LocalExecutor runs at once.
     :param env: more environment variables for every component (connections, DAG settings).
     :param components: which processes to start; all four by default.
+    :param admin_password: when set, the UI and API ask for a login: user ``admin``, this password.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class AirflowDeployment:
         parallelism: int = 4,
         env: Mapping[str, str] | None = None,
         components: Iterable[str] = COMPONENTS,
+        admin_password: str | None = None,
     ) -> None:
         self.dags_folder = Path(dags_folder)
         self._own_home = home is None
@@ -93,6 +96,7 @@ class AirflowDeployment:
         self.port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = self.home / "component-logs"
+        self.admin_password = admin_password
         self._client: httpx.Client | None = None
 
     def __repr__(self) -> str:
@@ -124,14 +128,24 @@ class AirflowDeployment:
                 "AIRFLOW__CORE__AUTH_MANAGER": (
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
                 ),
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": str(self.admin_password is None),
             }
         )
+        if self.admin_password is not None:
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(self._passwords_file())
         # One signing secret for every component, or tokens minted by one are refused by another.
         env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", self._secret("jwt"))
         env.setdefault("AIRFLOW__API__SECRET_KEY", self._secret("api"))
         env.update(self.extra_env)
         return env
+
+    def _passwords_file(self) -> Path:
+        path = self.home / "simple-auth-passwords.json"
+        if not path.exists():
+            path.write_text(json.dumps({"admin": self.admin_password}))
+            path.chmod(0o600)
+        return path
 
     def _secret(self, name: str) -> str:
         path = self.home / f".{name}-secret"
@@ -168,18 +182,39 @@ class AirflowDeployment:
         migrated = self.airflow("db", "migrate", timeout=timeout)
         if migrated.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
-        env = self.environment()
         for name in self.components:
-            command = [self.python, "-m", "airflow", name]
-            if name == "api-server":
-                command += ["--port", str(self.port), "--host", "127.0.0.1"]
-            with (self.logs / f"{name}.log").open("ab") as log:
-                self.processes[name] = subprocess.Popen(
-                    command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
+            self.start_component(name)
         self._client = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=60)
         self.wait_healthy(deadline - time.monotonic())
         return self
+
+    def start_component(self, name: str) -> subprocess.Popen[bytes]:
+        """Start one component's process (again, after :meth:`kill`); its output goes to its log.
+
+        :param name: one of :data:`COMPONENTS`.
+        """
+        if name not in COMPONENTS:
+            raise ValueError(f"name must be one of {', '.join(COMPONENTS)}; got {name!r}")
+        command = [self.python, "-m", "airflow", name]
+        if name == "api-server":
+            command += ["--port", str(self.port), "--host", "127.0.0.1"]
+        with (self.logs / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                command, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.processes[name] = process
+        return process
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to one component's whole process group, wait for it to end; return its exit code.
+
+        :param name: a running component.
+        :param sig: the signal; SIGKILL by default (no clean-up runs, as when a machine dies).
+        """
+        process = self.processes.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        return process.wait(60)
 
     def wait_healthy(self, timeout: float) -> dict[str, Any]:
         """Wait until the api-server answers and every started component reports healthy.
@@ -210,7 +245,7 @@ class AirflowDeployment:
         :param lines: how many lines per component.
         """
         parts = []
-        for name in self.components:
+        for name in COMPONENTS:
             path = self.logs / f"{name}.log"
             if path.exists():
                 text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -269,6 +304,9 @@ class AirflowDeployment:
         if self._client is None:
             raise RuntimeError("the deployment is not started")
         response = self._client.request(method, path, **kwargs)
+        if response.status_code == 401 and self.admin_password is not None:
+            self._client.headers["Authorization"] = f"Bearer {self._token()}"
+            response = self._client.request(method, path, **kwargs)
         if response.is_error:
             raise httpx.HTTPStatusError(
                 f"{method} {path} answered {response.status_code}: {response.text[:500]}",
@@ -276,6 +314,16 @@ class AirflowDeployment:
                 response=response,
             )
         return response.json() if response.content else None
+
+    def _token(self) -> str:
+        """A fresh access token for ``admin``."""
+        answer = httpx.post(
+            f"{self.base_url}/auth/token",
+            json={"username": "admin", "password": self.admin_password},
+            timeout=60,
+        )
+        answer.raise_for_status()
+        return str(answer.json()["access_token"])
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
         """Wait until the dag-processor has parsed ``dag_id``; fail early on an import error.

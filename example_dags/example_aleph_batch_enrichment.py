@@ -26,7 +26,7 @@ SAMPLES = (Path(__file__).resolve().parent / "sample_videos").as_uri() + "/"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm")
 #: At most this many Aleph jobs of this DAG at once (Airflow 3.3+ counts deferred tasks here; for an
 #: account-wide cap across DAGs use a pool created with --include-deferred, see the README).
-MAX_CONCURRENT_JOBS = 4
+MAX_CONCURRENT_JOBS = 8
 EDITED_VIDEOS = Asset("aleph_edited_videos")
 
 

@@ -23,6 +23,8 @@ HEADINGS = {
     "copy": ("### 3. Output copy",),
 }
 NUMBER = re.compile(r"-?[\d,]+(?:\.\d+)?")
+# The benchmarks start a real Airflow deployment and run on the newest Airflow only (`make bench`).
+pytestmark = pytest.mark.e2e
 
 
 def markdown_tables(text: str) -> list[list[list[str]]]:

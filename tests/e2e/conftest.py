@@ -1,0 +1,180 @@
+"""A real Airflow deployment for the end-to-end tests: the emulator and Airflow's own components,
+each its own process.
+
+One deployment serves the whole e2e module (starting it costs about half a minute on two cores):
+``airflow api-server``, ``scheduler`` (LocalExecutor, ``parallelism=2``), ``dag-processor`` and
+``triggerer`` with a private ``AIRFLOW_HOME``, the example DAGs plus ``tests/e2e/dag_files``, and
+the Segmind connection pointing at an emulator process whose jobs take ``JOB_LATENCY`` seconds.
+The simple auth manager has one user, ``admin``, whose password the fixture sets, so the browser
+test logs in like a person would. On a failure the Airflow home folder, with every component's
+log, is kept and named in the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from benchmarks.deployment import AirflowDeployment
+
+REPO = Path(__file__).resolve().parents[2]
+#: Seconds from submit to COMPLETED in the emulator.
+JOB_LATENCY = 20.0
+#: The executor's slots: fewer than the batch's six jobs, so only released slots let them overlap.
+PARALLELISM = 2
+API_KEY = "fake-e2e-emulator-0123456789abcdef"
+ADMIN_PASSWORD = "fake-e2e-admin-password"
+#: Screenshots and kept logs land here (a CI artifact folder).
+ARTIFACTS = Path(os.environ.get("ALEPH_E2E_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder is end to end."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+class EmulatorProcess:
+    """``python -m airflow_provider_aleph.emulator`` on a free port, read and set over its test routes.
+
+    :param latency: seconds each job takes.
+    """
+
+    def __init__(self, latency: float) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="aleph-e2e-emulator-"))
+        ready = self.folder / "ready"
+        self.log = self.folder / "emulator.log"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "airflow_provider_aleph.emulator",
+                    "--port",
+                    "0",
+                    "--latency",
+                    str(latency),
+                    "--api-key",
+                    API_KEY,
+                    "--ready-file",
+                    str(ready),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while not ready.exists() or not ready.read_text().strip():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the emulator did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        self.base_url = ready.read_text().strip()
+        self.client = httpx.Client(base_url=self.base_url, timeout=30)
+
+    def stats(self) -> dict[str, Any]:
+        """The emulator's counters (``GET /_emulator/stats``)."""
+        answer: dict[str, Any] = self.client.get("/_emulator/stats").raise_for_status().json()
+        return answer
+
+    def configure(self, **settings: Any) -> None:
+        """Change run-time settings (``POST /_emulator/config``), e.g. ``latency=2``."""
+        self.client.post("/_emulator/config", json=settings).raise_for_status()
+
+    def reset(self) -> None:
+        """Forget every job and counter."""
+        self.client.post("/_emulator/reset").raise_for_status()
+
+    def stop(self) -> None:
+        """Stop the process."""
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def e2e_emulator():
+    """The emulator process of the e2e deployment."""
+    emulator = EmulatorProcess(latency=JOB_LATENCY)
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def deployment(e2e_emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory):
+    """The running Airflow deployment, shared by the e2e tests."""
+    home = tmp_path_factory.mktemp("e2e-airflow-home")
+    dags = home / "dags"
+    dags.mkdir()
+    (dags / "example_dags").symlink_to(REPO / "example_dags")
+    (dags / "e2e_dag_files").symlink_to(Path(__file__).parent / "dag_files")
+    connection = {
+        "conn_type": "segmind",
+        "password": API_KEY,
+        "host": e2e_emulator.base_url,
+        "extra": {"upload_url": e2e_emulator.base_url, "max_requests_per_minute": 600},
+    }
+    env = {
+        "AIRFLOW_CONN_SEGMIND_DEFAULT": json.dumps(connection),
+        # A killed triggerer's triggers move to a live one once its heartbeat is this old.
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "8",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+    airflow = AirflowDeployment(dags, home, parallelism=PARALLELISM, env=env, admin_password=ADMIN_PASSWORD)
+    try:
+        airflow.start()
+    except BaseException:
+        airflow.stop()
+        _keep(airflow)
+        raise
+    failed_before = _failures()
+    try:
+        yield airflow
+    finally:
+        airflow.stop()
+        if _failures() > failed_before:
+            _keep(airflow)
+
+
+def _failures() -> int:
+    return int(os.environ.get("_ALEPH_E2E_FAILURES", "0"))
+
+
+def _keep(airflow: AirflowDeployment) -> None:
+    """Copy the component logs and task logs beside the screenshots."""
+    import shutil
+
+    target = ARTIFACTS / "airflow-home-logs"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for folder in ("component-logs", "logs"):
+        source = airflow.home / folder
+        if source.exists():
+            shutil.copytree(source, target / folder, dirs_exist_ok=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Count failed e2e tests, so the deployment keeps its logs when any failed."""
+    report = yield
+    if report.failed:
+        os.environ["_ALEPH_E2E_FAILURES"] = str(_failures() + 1)
+    return report

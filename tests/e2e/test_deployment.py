@@ -1,0 +1,184 @@
+"""The provider in a real deployment: scheduler, LocalExecutor workers, triggerer, api-server.
+
+``dag.test()`` runs triggers inline; these tests run the example DAGs the way users do and check,
+through Airflow's REST API and the emulator's counters, that waiting jobs free their worker slots,
+that a killed triggerer or worker loses nothing and pays nothing twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from airflow import __version__ as airflow_version
+from packaging.version import Version
+
+from benchmarks.intervals import TaskKey
+from tests.e2e.conftest import JOB_LATENCY, PARALLELISM, REPO
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from benchmarks.deployment import AirflowDeployment
+    from tests.e2e.conftest import EmulatorProcess
+
+BATCH_DAG = "example_aleph_batch_enrichment"
+SAMPLES = REPO / "example_dags" / "sample_videos"
+INPUTS = 6
+
+
+def six_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """An input folder holding six videos (the three samples, twice) and an empty output folder."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    outputs.mkdir()
+    samples = sorted(SAMPLES.glob("*.mp4"))
+    for index in range(INPUTS):
+        sample = samples[index % len(samples)]
+        shutil.copyfile(sample, inputs / f"{index}-{sample.name}")
+    return inputs, outputs
+
+
+def batch_conf(inputs: Path, outputs: Path) -> dict[str, Any]:
+    """The batch example's whole run configuration for local folders."""
+    return {
+        "input_prefix": inputs.as_uri() + "/",
+        "output_prefix": outputs.as_uri() + "/",
+        "storage_conn_id": "",
+        "prompt": "make it winter",
+        "input_mode": "auto",
+    }
+
+
+def edit_tis(airflow: AirflowDeployment, run_id: str) -> list[dict[str, Any]]:
+    """The mapped ``edit`` task instances of a batch run."""
+    return [ti for ti in airflow.task_instances(BATCH_DAG, run_id) if ti["task_id"] == "edit"]
+
+
+def slot_usage(airflow: AirflowDeployment) -> dict[str, int]:
+    """What the default pool reports: task instances running, queued and deferred in it."""
+    pool = airflow.api("GET", "/pools/default_pool")
+    return {key: int(pool[key]) for key in ("running_slots", "queued_slots", "deferred_slots", "open_slots")}
+
+
+def wait_until(predicate: Any, timeout: float, what: str, airflow: AirflowDeployment) -> Any:
+    """Poll ``predicate`` every half second until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{airflow.tails()}")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_batch_releases_slots_while_jobs_run(
+    deployment: AirflowDeployment, e2e_emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    """Six edits on an executor with two slots: all six wait deferred at once, the slots stay free."""
+    e2e_emulator.reset()
+    inputs, outputs = six_inputs(tmp_path)
+    deployment.wait_for_dag(BATCH_DAG)
+    run_id = deployment.trigger(BATCH_DAG, batch_conf(inputs, outputs))
+
+    def all_deferred() -> dict[str, int] | None:
+        tis = edit_tis(deployment, run_id)
+        if len(tis) == INPUTS and all(ti["state"] == "deferred" for ti in tis):
+            return slot_usage(deployment)
+        return None
+
+    usage = wait_until(all_deferred, 3 * JOB_LATENCY, "all six edits deferred at once", deployment)
+    # Six jobs in flight, yet the executor's slots are not taken by them.
+    assert usage["deferred_slots"] == INPUTS, usage
+    assert usage["running_slots"] + usage["queued_slots"] < PARALLELISM, usage
+
+    assert deployment.wait_for_run(BATCH_DAG, run_id, timeout=6 * JOB_LATENCY) == "success", deployment.tails()
+    tis = edit_tis(deployment, run_id)
+    assert [ti["state"] for ti in tis] == ["success"] * INPUTS
+    assert all(ti["try_number"] == 1 for ti in tis)
+    started = min(parse_time(ti["start_date"]) for ti in tis)
+    ended = max(parse_time(ti["end_date"]) for ti in tis)
+    span = (ended - started).total_seconds()
+    # Holding a slot per wait, two slots would need three rounds of the job latency.
+    assert span < 3 * JOB_LATENCY, f"the six edits took {span:.0f}s, latency {JOB_LATENCY:.0f}s"
+    print(f"six edits on {PARALLELISM} slots: {span:.1f}s from first start to last end ({span / JOB_LATENCY:.2f}x)")
+
+    assert e2e_emulator.stats()["submissions"] == INPUTS
+    landed = sorted(path.name for path in outputs.iterdir())
+    assert landed == sorted(f"{path.stem}-edited.mp4" for path in inputs.iterdir())
+
+
+def test_triggerer_killed_mid_job_loses_nothing(
+    deployment: AirflowDeployment, e2e_emulator: EmulatorProcess, tmp_path: Path
+) -> None:
+    """SIGKILL the triggerer while six jobs wait on it; a new triggerer finishes every one of them."""
+    e2e_emulator.reset()
+    inputs, outputs = six_inputs(tmp_path)
+    run_id = deployment.trigger(BATCH_DAG, batch_conf(inputs, outputs))
+
+    def all_deferred() -> bool:
+        tis = edit_tis(deployment, run_id)
+        return len(tis) == INPUTS and all(ti["state"] == "deferred" for ti in tis)
+
+    wait_until(all_deferred, 3 * JOB_LATENCY, "all six edits deferred", deployment)
+    assert e2e_emulator.stats()["submissions"] == INPUTS
+    assert deployment.kill("triggerer") == -signal.SIGKILL
+    # Nothing runs the triggers now; the jobs keep going on Segmind's side.
+    assert all(ti["state"] == "deferred" for ti in edit_tis(deployment, run_id))
+    deployment.start_component("triggerer")
+
+    assert deployment.wait_for_run(BATCH_DAG, run_id, timeout=8 * JOB_LATENCY) == "success", deployment.tails()
+    tis = edit_tis(deployment, run_id)
+    assert [(ti["state"], ti["try_number"]) for ti in tis] == [("success", 1)] * INPUTS
+    assert e2e_emulator.stats()["submissions"] == INPUTS
+    assert len(list(outputs.iterdir())) == INPUTS
+
+
+WORKER_DAG = "e2e_aleph_worker_wait"
+
+
+STATE_STORE = Version(airflow_version).release >= (3, 3)
+
+
+@pytest.mark.skipif(not STATE_STORE, reason="task_state_store (reattach on retry) needs Airflow 3.3+")
+def test_worker_killed_mid_wait_reattaches(deployment: AirflowDeployment, e2e_emulator: EmulatorProcess) -> None:
+    """SIGKILL the task's process while it waits in the worker: the retry waits on the same request."""
+    e2e_emulator.reset()
+    deployment.wait_for_dag(WORKER_DAG)
+    run_id = deployment.trigger(WORKER_DAG)
+    first_log = deployment.task_log_file(WORKER_DAG, run_id, TaskKey("edit", -1, 1))
+
+    def waiting() -> bool:
+        return first_log.exists() and "Waiting in the worker" in first_log.read_text(errors="replace")
+
+    wait_until(waiting, 3 * JOB_LATENCY, "the edit to wait in its worker", deployment)
+    (ti,) = [ti for ti in deployment.task_instances(WORKER_DAG, run_id) if ti["task_id"] == "edit"]
+    assert (ti["state"], ti["try_number"]) == ("running", 1), ti
+    submitted = re.search(r"request_id=([\w-]+)", first_log.read_text(errors="replace"))
+    assert submitted is not None
+    request_id = submitted.group(1)
+    os.kill(int(ti["pid"]), signal.SIGKILL)
+
+    assert deployment.wait_for_run(WORKER_DAG, run_id, timeout=6 * JOB_LATENCY) == "success", deployment.tails()
+    (ti,) = [ti for ti in deployment.task_instances(WORKER_DAG, run_id) if ti["task_id"] == "edit"]
+    assert (ti["state"], ti["try_number"]) == ("success", 2)
+    assert e2e_emulator.stats()["submissions"] == 1
+    second_log = deployment.task_log_file(WORKER_DAG, run_id, TaskKey("edit", -1, 2)).read_text(errors="replace")
+    assert f"Reattaching to Segmind request {request_id}" in second_log
+    xcom = deployment.api(
+        "GET",
+        f"/dags/{WORKER_DAG}/dagRuns/{run_id}/taskInstances/edit/xcomEntries/return_value",
+        params={"deserialize": True},
+    )
+    assert xcom["value"]["request_id"] == request_id
+    assert xcom["value"]["status"] == "COMPLETED"
