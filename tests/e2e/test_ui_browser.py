@@ -45,24 +45,37 @@ MISSING = (
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    """Headless Chromium, or a skip (a failure under ALEPH_REQUIRE_BROWSER=1) when it is missing."""
+def chromium() -> str:
+    """The browser's path, or a skip (a failure under ALEPH_REQUIRE_BROWSER=1) when it is missing.
+
+    Session-scoped, so it is checked before the deployment starts.
+    """
     if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
         if os.environ.get("ALEPH_REQUIRE_BROWSER") == "1":
             pytest.fail(f"ALEPH_REQUIRE_BROWSER=1 but {MISSING}")
         pytest.skip(MISSING)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Browser]:
+    """Headless Chromium for this module's tests.
+
+    Module-scoped: Playwright's sync API runs an event loop of its own on this thread, which must be
+    gone before the asyncio tests that follow.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            yield chromium
+            yield browser
         finally:
-            chromium.close()
+            browser.close()
 
 
 @pytest.fixture
-def page(browser: Browser, deployment: AirflowDeployment) -> Iterator[Page]:
+def page(chromium: str, browser: Browser, deployment: AirflowDeployment) -> Iterator[Page]:
     """A page logged into the Airflow UI as ``admin``, through the login form."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(30_000)
