@@ -7,6 +7,7 @@ that a killed triggerer or worker loses nothing and pays nothing twice.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from airflow import __version__ as airflow_version
 from packaging.version import Version
 
 from benchmarks.intervals import TaskKey
-from tests.e2e.conftest import JOB_LATENCY, PARALLELISM, REPO
+from tests.e2e.conftest import ADMIN_PASSWORD, API_KEY, JOB_LATENCY, PARALLELISM, REPO
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 BATCH_DAG = "example_aleph_batch_enrichment"
 SAMPLES = REPO / "example_dags" / "sample_videos"
 INPUTS = 6
+TRIGGER = "airflow_provider_aleph.triggers.segmind.SegmindRequestTrigger"
 
 
 def six_inputs(tmp_path: Path) -> tuple[Path, Path]:
@@ -78,6 +80,28 @@ def wait_until(predicate: Any, timeout: float, what: str, airflow: AirflowDeploy
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{airflow.tails()}")
 
 
+def jobs_in_flight(airflow: AirflowDeployment, emulator: EmulatorProcess) -> dict[str, int]:
+    """Wait until all six jobs are submitted and deferred; return the default pool's counts then.
+
+    All six are normally deferred at once within seconds (each submit takes a worker a few
+    seconds, the jobs take ``JOB_LATENCY``). On a machine slow enough that the first job finishes
+    before the last is submitted, the reading with the most deferred tasks is returned instead.
+    """
+    best: dict[str, int] = {"deferred_slots": -1}
+    deadline = time.monotonic() + 3 * JOB_LATENCY
+    while time.monotonic() < deadline:
+        submitted = emulator.stats()["submissions"]
+        usage = slot_usage(airflow)
+        if usage["deferred_slots"] > best["deferred_slots"]:
+            best = usage
+        if submitted == INPUTS and usage["deferred_slots"] == INPUTS:
+            return usage
+        if submitted == INPUTS and 0 < usage["deferred_slots"] < best["deferred_slots"]:
+            return best  # past the peak: some jobs have already come back
+        time.sleep(0.5)
+    raise AssertionError(f"six jobs were not in flight within {3 * JOB_LATENCY:.0f}s: {best}{airflow.tails()}")
+
+
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -91,16 +115,16 @@ def test_batch_releases_slots_while_jobs_run(
     deployment.wait_for_dag(BATCH_DAG)
     run_id = deployment.trigger(BATCH_DAG, batch_conf(inputs, outputs))
 
-    def all_deferred() -> dict[str, int] | None:
-        tis = edit_tis(deployment, run_id)
-        if len(tis) == INPUTS and all(ti["state"] == "deferred" for ti in tis):
-            return slot_usage(deployment)
-        return None
-
-    usage = wait_until(all_deferred, 3 * JOB_LATENCY, "all six edits deferred at once", deployment)
-    # Six jobs in flight, yet the executor's slots are not taken by them.
-    assert usage["deferred_slots"] == INPUTS, usage
+    usage = jobs_in_flight(deployment, e2e_emulator)
+    # More jobs in flight than the executor has slots, yet its slots are not taken by them.
+    assert usage["deferred_slots"] > PARALLELISM, usage
     assert usage["running_slots"] + usage["queued_slots"] < PARALLELISM, usage
+    print(f"in flight: {usage}")
+    # Each deferred task waits on our trigger, and nothing the REST API shows of them holds the key.
+    deferred = [ti for ti in edit_tis(deployment, run_id) if ti["state"] == "deferred"]
+    assert deferred
+    assert {ti["trigger"]["classpath"] for ti in deferred} == {TRIGGER}, deferred
+    assert API_KEY not in json.dumps(deferred)
 
     assert deployment.wait_for_run(BATCH_DAG, run_id, timeout=6 * JOB_LATENCY) == "success", deployment.tails()
     tis = edit_tis(deployment, run_id)
@@ -126,15 +150,11 @@ def test_triggerer_killed_mid_job_loses_nothing(
     inputs, outputs = six_inputs(tmp_path)
     run_id = deployment.trigger(BATCH_DAG, batch_conf(inputs, outputs))
 
-    def all_deferred() -> bool:
-        tis = edit_tis(deployment, run_id)
-        return len(tis) == INPUTS and all(ti["state"] == "deferred" for ti in tis)
-
-    wait_until(all_deferred, 3 * JOB_LATENCY, "all six edits deferred", deployment)
-    assert e2e_emulator.stats()["submissions"] == INPUTS
+    usage = jobs_in_flight(deployment, e2e_emulator)
+    assert usage["deferred_slots"] > 0, usage
     assert deployment.kill("triggerer") == -signal.SIGKILL
-    # Nothing runs the triggers now; the jobs keep going on Segmind's side.
-    assert all(ti["state"] == "deferred" for ti in edit_tis(deployment, run_id))
+    # Nothing runs the triggers now; the jobs go on at Segmind's side. A new triggerer takes them
+    # over once the dead one's heartbeat is older than the health-check threshold.
     deployment.start_component("triggerer")
 
     assert deployment.wait_for_run(BATCH_DAG, run_id, timeout=8 * JOB_LATENCY) == "success", deployment.tails()
@@ -182,3 +202,22 @@ def test_worker_killed_mid_wait_reattaches(deployment: AirflowDeployment, e2e_em
     )
     assert xcom["value"]["request_id"] == request_id
     assert xcom["value"]["status"] == "COMPLETED"
+
+
+def test_no_secret_in_any_component_or_task_log(deployment: AirflowDeployment) -> None:
+    """The API key and the admin password appear in no log the deployment wrote.
+
+    Run last in this module, it reads the logs of every run above (and of start-up when run alone).
+    """
+    logs = [
+        path
+        for folder in (deployment.logs, deployment.home / "logs")
+        if folder.exists()
+        for path in folder.rglob("*")
+        if path.is_file()
+    ]
+    assert logs
+    for path in logs:
+        text = path.read_text(errors="replace")
+        assert API_KEY not in text, path
+        assert ADMIN_PASSWORD not in text, path
