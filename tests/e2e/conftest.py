@@ -6,8 +6,9 @@ One deployment serves the whole e2e module (starting it costs about half a minut
 ``triggerer`` with a private ``AIRFLOW_HOME``, the example DAGs plus ``tests/e2e/dag_files``, and
 the Segmind connection pointing at an emulator process whose jobs take ``JOB_LATENCY`` seconds.
 The simple auth manager has one user, ``admin``, whose password the fixture sets, so the browser
-test logs in like a person would. On a failure the Airflow home folder, with every component's
-log, is kept and named in the failure.
+test logs in like a person would. When a test fails (or the deployment does not start), every
+component's log, the task logs and the emulator's log are copied to
+``test-artifacts/airflow-home-logs/``.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def deployment(e2e_emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathF
         airflow.start()
     except BaseException:
         airflow.stop()
-        _keep(airflow)
+        _keep(airflow, e2e_emulator)
         raise
     failed_before = _failures()
     try:
@@ -151,24 +152,25 @@ def deployment(e2e_emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathF
     finally:
         airflow.stop()
         if _failures() > failed_before:
-            _keep(airflow)
+            _keep(airflow, e2e_emulator)
 
 
 def _failures() -> int:
     return int(os.environ.get("_ALEPH_E2E_FAILURES", "0"))
 
 
-def _keep(airflow: AirflowDeployment) -> None:
-    """Copy the component logs and task logs beside the screenshots."""
+def _keep(airflow: AirflowDeployment, emulator: EmulatorProcess) -> None:
+    """Copy the component logs, task logs and the emulator's log beside the screenshots."""
     import shutil
 
     target = ARTIFACTS / "airflow-home-logs"
     shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True, exist_ok=True)
+    (target / "component-logs").mkdir(parents=True, exist_ok=True)
     for folder in ("component-logs", "logs"):
         source = airflow.home / folder
         if source.exists():
             shutil.copytree(source, target / folder, dirs_exist_ok=True)
+    shutil.copyfile(emulator.log, target / "component-logs" / "emulator.log")
 
 
 @pytest.hookimpl(wrapper=True)
