@@ -85,7 +85,7 @@ async def wait_for_status(request_id: str, wanted: SegmindStatus) -> None:
         await probe.aclose()
 
 
-async def cancel_mid_poll(trigger: SegmindRequestTrigger, request_id: str) -> None:
+async def cancel_mid_poll(emu: Emulator, trigger: SegmindRequestTrigger, request_id: str) -> None:
     """Start the trigger, let it poll while the job is PROCESSING, then cancel it as a restart would."""
     running = asyncio.create_task(only_event(trigger))
     await asyncio.wait_for(wait_for_status(request_id, SegmindStatus.PROCESSING), timeout=30)
@@ -96,6 +96,22 @@ async def cancel_mid_poll(trigger: SegmindRequestTrigger, request_id: str) -> No
     with pytest.raises(asyncio.CancelledError):
         await running
     assert CONN_ID not in shared_connections(), "the cancelled trigger kept its share of the connection"
+    await requests_settled(emu)
+
+
+async def requests_settled(emu: Emulator) -> None:
+    """Wait until a poll the cancelled trigger had already sent has reached the emulator.
+
+    Cancelling stops the client, not a request already on the wire: on a loaded machine the
+    emulator may count it a moment later, which a test must not read as a later call.
+    """
+    last = emu.stats()
+    while True:
+        await asyncio.sleep(0.3)
+        now = emu.stats()
+        if now == last:
+            return
+        last = now
 
 
 def status_polls(emu: Emulator) -> int:
@@ -107,7 +123,7 @@ async def test_a_trigger_cancelled_mid_poll_and_rebuilt_completes_the_same_reque
     submitted = submit(emu)
     first = first_trigger(submitted, seconds=60)
 
-    await cancel_mid_poll(first, submitted.request_id)
+    await cancel_mid_poll(emu, first, submitted.request_id)
     polls_before = status_polls(emu)
     again = rebuild(first)
 
@@ -131,7 +147,7 @@ async def test_a_rebuilt_trigger_keeps_the_absolute_deadline_and_times_out_at_it
     submitted = submit(emu)
     first = first_trigger(submitted, seconds=4)
 
-    await cancel_mid_poll(first, submitted.request_id)
+    await cancel_mid_poll(emu, first, submitted.request_id)
     again = rebuild(first)
     event = await asyncio.wait_for(only_event(again), timeout=60)  # a hang guard
 
@@ -159,7 +175,7 @@ async def test_cleanup_and_on_kill_only_log_and_leave_the_remote_job_alone(
     emu.config(latency=2.0)
     submitted = submit(emu)
     first = first_trigger(submitted, seconds=60)
-    await cancel_mid_poll(first, submitted.request_id)
+    await cancel_mid_poll(emu, first, submitted.request_id)
     capsys.readouterr()
     before: dict[str, Any] = emu.stats()
 
