@@ -22,15 +22,14 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from airflow_provider_aleph.emulator.spawn import spawn
 from benchmarks.procstat import cpu_seconds
 
 if TYPE_CHECKING:
@@ -182,25 +181,21 @@ class EmulatorProcess:
 
     def start(self, timeout: float = 60.0) -> EmulatorProcess:
         """Spawn the process and wait until it serves; return self."""
-        workdir = Path(tempfile.mkdtemp(prefix="aleph-bench-emulator-"))
-        ready = workdir / "ready"
-        log_path = self.log_path or workdir / "emulator.log"
-        command = [self.python, "-m", "benchmarks.emulator_proc", "--latency", str(self.latency)]
-        command += ["--ready-file", str(ready)]
+        args = ["--latency", str(self.latency)]
         for name, value in self.options.items():
-            command += ["--set", f"{name}={json.dumps(value)}"]
+            args += ["--set", f"{name}={json.dumps(value)}"]
         env = {**os.environ, API_KEY_ENV: self._api_key}
         repo = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=repo)
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the emulator did not start; see {log_path}:\n{log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
-        self.base_url = ready.read_text().strip()
+        self.process, self.base_url = spawn(
+            args,
+            log_path=self.log_path,
+            module="benchmarks.emulator_proc",
+            python=self.python,
+            env=env,
+            cwd=repo,
+            timeout=timeout,
+        )
         self._client = httpx.Client(base_url=self.base_url, timeout=60)
         return self
 

@@ -13,9 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from airflow_provider_aleph.emulator.spawn import spawn
 
 REPO = Path(__file__).resolve().parent.parent
 HOME = REPO / ".airflow-demo"
@@ -39,30 +39,10 @@ def airflow_env(conn: dict[str, object]) -> dict[str, str]:
 
 
 def start_emulator() -> tuple[subprocess.Popen[bytes], str]:
-    ready = Path(tempfile.mkdtemp()) / "ready"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_provider_aleph.emulator",
-            "--port",
-            "0",
-            "--latency",
-            "4",
-            "--api-key",
-            "demo-key",
-            "--ready-file",
-            str(ready),
-        ],
-    )
-    for _ in range(200):
-        if ready.exists():
-            return proc, ready.read_text().strip()
-        if proc.poll() is not None:
-            sys.exit("the Segmind emulator did not start")
-        time.sleep(0.05)
-    proc.kill()
-    sys.exit("the Segmind emulator did not start within 10 s")
+    try:
+        return spawn(["--port", "0", "--latency", "4", "--api-key", "demo-key"])
+    except RuntimeError as err:
+        sys.exit(f"the Segmind emulator did not start: {err}")
 
 
 def read_results(run_env: dict[str, str]) -> list[dict[str, object]]:

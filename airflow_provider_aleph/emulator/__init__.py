@@ -4,7 +4,8 @@
 the provider's connection (host, and extra ``upload_url`` for the files API) or
 ``segmind.SegmindClient(base_url=f"{emu.base_url}/v1")`` at it. A prompt containing
 ``[emulator:fail]`` always ends FAILED; see ``jobs`` for the job timeline. Run it standalone with
-``python -m airflow_provider_aleph.emulator --port 8765`` (``--help`` lists every flag).
+``python -m airflow_provider_aleph.emulator --port 8765`` (``--help`` lists every flag), or from
+Python with ``spawn.spawn(flags)``, which returns the process and its base URL once it serves.
 
 What it emulates beyond the happy path, each an ``Emulator(...)`` keyword, a command-line flag,
 and a run-time setting (``emu.config(name=value)`` or ``POST /_emulator/config``):

@@ -16,15 +16,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from airflow_provider_aleph.emulator.spawn import spawn
 from benchmarks.deployment import AirflowDeployment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,34 +52,9 @@ class EmulatorProcess:
     """
 
     def __init__(self, latency: float) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="aleph-e2e-emulator-"))
-        ready = self.folder / "ready"
-        self.log = self.folder / "emulator.log"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "airflow_provider_aleph.emulator",
-                    "--port",
-                    "0",
-                    "--latency",
-                    str(latency),
-                    "--api-key",
-                    API_KEY,
-                    "--ready-file",
-                    str(ready),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while not ready.exists() or not ready.read_text().strip():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the emulator did not start:\n{self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        self.base_url = ready.read_text().strip()
+        self.log = Path(tempfile.mkdtemp(prefix="aleph-e2e-emulator-")) / "emulator.log"
+        args = ["--port", "0", "--latency", str(latency), "--api-key", API_KEY]
+        self.process, self.base_url = spawn(args, log_path=self.log)
         self.client = httpx.Client(base_url=self.base_url, timeout=30)
 
     def stats(self) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from airflow_provider_aleph.emulator.spawn import spawn
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -104,3 +106,22 @@ def test_cli_rejects_a_bad_setting_naming_it() -> None:
     finished = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert finished.returncode == 2
     assert "error_rate must be between 0 and 1.0" in finished.stderr
+
+
+def test_spawn_returns_a_serving_process_and_its_address(tmp_path: Path) -> None:
+    log = tmp_path / "emulator.log"
+    process, base_url = spawn(["--port", "0", "--latency", "1"], log_path=log)
+    try:
+        assert base_url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{base_url}/_emulator/stats").json()["submissions"] == 0
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_spawn_of_a_command_that_exits_raises_with_the_end_of_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "emulator.log"
+    with pytest.raises(RuntimeError, match="unrecognized arguments: --no-such-flag") as raised:
+        spawn(["--no-such-flag"], log_path=log)
+    assert str(log) in str(raised.value)
