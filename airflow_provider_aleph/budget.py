@@ -19,85 +19,22 @@ import math
 import random
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from airflow_provider_aleph.exceptions import SegmindConfigError
+from airflow_provider_aleph.hooks.connection import DEFAULT_MAX_REQUESTS_PER_MINUTE
 from airflow_provider_aleph.protocol import retry_after_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     import httpx
 
 log = logging.getLogger(__name__)
 
-#: Segmind's plans allow about 5 requests a minute (Free) and 50 (Pro). 40 keeps a Pro account
-#: a fifth under its limit, leaving room for submits from workers and for a person's own calls;
-#: a Free account must lower it (extra ``max_requests_per_minute``), or its polls draw 429s.
-DEFAULT_MAX_REQUESTS_PER_MINUTE = 40.0
-#: Consecutive failed attempts of one call (429, 5xx, network) before it fails: the hook's default.
-DEFAULT_MAX_CONSECUTIVE_FAILURES = 6
 #: Longest shared pause after a 429, whatever the API asked for: a waiting trigger re-checks by then.
 MAX_PAUSE_SECONDS = 60.0
 #: First shared pause after a 429 that gave no hint; doubles while 429s keep coming.
 BASE_PAUSE_SECONDS = 1.0
-
-RPM_EXTRA = "max_requests_per_minute"
-FAILURES_EXTRA = "max_consecutive_failures"
-
-
-def _bad_extra(conn_id: str, key: str, allowed: str, value: Any) -> SegmindConfigError:
-    message = f"Connection {conn_id!r}: extra {key!r} must be {allowed}, got {value!r}"
-    return SegmindConfigError(message, conn_id=conn_id)
-
-
-def read_max_requests_per_minute(extra: Mapping[str, Any], conn_id: str) -> float:
-    """The connection's ``max_requests_per_minute`` extra: a positive number, default 40.
-
-    :param extra: the connection's extra, as a dict.
-    :param conn_id: the connection id, named in the error.
-    """
-    raw = extra.get(RPM_EXTRA)
-    if raw is None or raw == "":
-        return DEFAULT_MAX_REQUESTS_PER_MINUTE
-    allowed = "a positive number of API calls per minute for this triggerer process, e.g. 40"
-    if isinstance(raw, bool):
-        raise _bad_extra(conn_id, RPM_EXTRA, allowed, raw)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise _bad_extra(conn_id, RPM_EXTRA, allowed, raw) from None
-    if not math.isfinite(value) or value <= 0:
-        raise _bad_extra(conn_id, RPM_EXTRA, allowed, raw)
-    return value
-
-
-def read_max_consecutive_failures(extra: Mapping[str, Any], conn_id: str) -> int:
-    """The connection's ``max_consecutive_failures`` extra: a whole number from 1, default 6.
-
-    :param extra: the connection's extra, as a dict.
-    :param conn_id: the connection id, named in the error.
-    """
-    raw = extra.get(FAILURES_EXTRA)
-    if raw is None or raw == "":
-        return DEFAULT_MAX_CONSECUTIVE_FAILURES
-    allowed = "a whole number of attempts, 1 or more (1 means no retry), e.g. 6"
-    if isinstance(raw, bool):
-        raise _bad_extra(conn_id, FAILURES_EXTRA, allowed, raw)
-    if isinstance(raw, str):
-        raw_text = raw.strip()
-        if not raw_text.isdigit():
-            raise _bad_extra(conn_id, FAILURES_EXTRA, allowed, raw)
-        value = int(raw_text)
-    elif isinstance(raw, int):
-        value = raw
-    elif isinstance(raw, float) and raw.is_integer():
-        value = int(raw)
-    else:
-        raise _bad_extra(conn_id, FAILURES_EXTRA, allowed, raw)
-    if value < 1:
-        raise _bad_extra(conn_id, FAILURES_EXTRA, allowed, raw)
-    return value
 
 
 class RequestBudget:
@@ -132,24 +69,12 @@ class RequestBudget:
         self._streak = 0  # 429s in a row, each from a call granted after the previous one's pause
         self._waiters: deque[asyncio.Future[float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
-        self.granted = 0
-        self.rate_limited_count = 0
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.name!r}, max_requests_per_minute={self.max_requests_per_minute:g}, "
             f"waiting={len(self._waiters)})"
         )
-
-    @property
-    def waiting(self) -> int:
-        """How many callers are queued for a slot."""
-        return len(self._waiters)
-
-    @property
-    def paused_until(self) -> float:
-        """Clock reading until which no call is granted because of a 429 (``-inf`` when none)."""
-        return self._paused_until
 
     def next_slot_at(self) -> float:
         """The clock reading from which the next call may go: the rate's spacing, or a 429 pause."""
@@ -203,7 +128,6 @@ class RequestBudget:
         :param retry_after: seconds the API asked to wait, if it said.
         """
         now = self.clock()
-        self.rate_limited_count += 1
         if ticket >= self._paused_at:
             # Calls already in flight when the previous 429 came back do not raise the backoff again.
             self._streak += 1
@@ -251,7 +175,6 @@ class RequestBudget:
 
     def _take(self, now: float) -> float:
         self._next_at = max(self._next_at, now) + self.interval
-        self.granted += 1
         return now
 
     def _arm(self) -> None:

@@ -118,14 +118,72 @@ class SegmindSubmitOutcomeUnknown(SegmindError):
     Never retried: the API has no idempotency key, so a second POST could pay twice.
     """
 
+    @classmethod
+    def after(cls, what: str, cause: str, conn_id: str) -> SegmindSubmitOutcomeUnknown:
+        """The error for the submit ``what`` whose answer was lost (``cause``) after it was sent."""
+        return cls(
+            f"The outcome of {what} is unknown ({cause} after the request was sent): Segmind may "
+            "have created and billed a job. It was not resubmitted, to avoid paying twice. Check the "
+            "Segmind dashboard's request history; clear the task to submit again if no job exists",
+            conn_id=conn_id,
+        )
+
 
 class SegmindProtocolError(SegmindError):
     """The API answered with a body this provider cannot read."""
 
 
+class SegmindUnreadableAnswer(SegmindProtocolError):
+    """A status or result read answered 2xx with a body that is not JSON or names no status.
+
+    Read like a gateway hiccup (another attempt usually answers properly): retried like a 5xx.
+    """
+
+    retryable = True
+
+
 class SegmindRequestFailed(SegmindError):
-    """The request reached the FAILED state (including content/safety blocks)."""
+    """The request ended in a failed state (FAILED, including content/safety blocks).
+
+    :param retryable: whether an Airflow retry (a new, billed job) may succeed; from the state table.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, **kwargs: object) -> None:
+        self.retryable = retryable
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class SegmindUnavailable(SegmindError):
+    """The API kept failing a read of a running request for longer than the connection's outage tolerance.
+
+    The job itself may be fine and still billed: a later try (reattach) or the sensor can pick it up.
+    """
+
+    retryable = True
+
+
+class SegmindWaitTimeout(SegmindError):
+    """The deadline passed while the request was still running; the job may still finish."""
+
+    retryable = True
 
 
 class SegmindRequestExpired(SegmindNotFound):
     """A known request id answered 404: its 1-hour retention has passed."""
+
+
+class InvalidParameter(ValueError):
+    """A job parameter that cannot be sent; the message names the parameter and what is allowed.
+
+    Raised before anything is spent. Not a :class:`SegmindError`: the API was never asked.
+
+    :param parameter: the parameter's name.
+    :param message: what is wrong and what is allowed.
+    :param retryable: whether another attempt may pass (the input's host or store had a transient
+        failure: network, 5xx, throttling); a wrong value never is.
+    """
+
+    def __init__(self, parameter: str, message: str, *, retryable: bool = False) -> None:
+        self.parameter = parameter
+        self.retryable = retryable
+        super().__init__(f"Invalid parameter {parameter!r}: {message}")

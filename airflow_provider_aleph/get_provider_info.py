@@ -5,44 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_aleph import __version__
+from airflow_provider_aleph.hooks.connection import form_fields, form_placeholders
 
-# The connection form: shared by provider info (Airflow 3.2+) and the hook classmethod (3.0-3.1).
+# The connection form: shared by provider info (Airflow 3.2+) and the hook classmethods (3.0-3.1),
+# built from the one table of connection settings.
 SEGMIND_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "login", "port", "extra"],
     "relabeling": {"password": "API key", "host": "Base URL"},
-    "placeholders": {
-        "password": "your Segmind API key (empty: SEGMIND_API_KEY from the environment)",
-        "host": "https://api.segmind.com",
-        "upload_url": "https://workflows-api.segmind.com",
-        "timeout": "30",
-        "max_requests_per_minute": "40",
-        "max_consecutive_failures": "6",
-    },
+    "placeholders": form_placeholders(),
 }
 
-SEGMIND_CONN_FIELDS: dict[str, Any] = {
-    "upload_url": {
-        "label": "Files API URL",
-        "schema": {"type": ["string", "null"]},
-        "description": "Base URL of Segmind's files API, for inputs it cannot fetch itself",
-    },
-    "timeout": {
-        "label": "HTTP timeout (seconds)",
-        "schema": {"type": ["number", "null"], "default": 30},
-        "description": "Seconds allowed for each HTTP call to Segmind",
-    },
-    "max_requests_per_minute": {
-        "label": "Request budget per minute",
-        "schema": {"type": ["number", "null"], "default": 40},
-        "description": "API calls per minute shared by all waits on this connection in one triggerer (or worker) "
-        "process; split your plan's limit across processes",
-    },
-    "max_consecutive_failures": {
-        "label": "Consecutive failures allowed",
-        "schema": {"type": ["integer", "null"], "default": 6},
-        "description": "Attempts of one API call (429, 5xx, network errors) before the wait fails",
-    },
-}
+SEGMIND_CONN_FIELDS: dict[str, Any] = form_fields()
 
 
 def get_provider_info() -> dict[str, Any]:

@@ -1,119 +1,205 @@
-"""Checks on the inputs of a job, made before any credit is spent."""
+"""The files a job reads: declared per operator, then checked and made fetchable before any credit is spent.
+
+An operator declares its file fields as :class:`FileInput` rows (``RunwayAlephOperator`` declares
+``video`` and ``reference_image``); everything else follows from the declaration:
+
+- an http(s) URL is checked from the worker (its host must be public, it must answer without a
+  redirect, and its reported size must be within the field's limit) and sent as it is;
+- object storage (``s3://``, ``gs://``, ``file://``..., an ``ObjectStoragePath``) is checked from its
+  metadata, then presigned or uploaded to Segmind's files API as ``input_mode`` says;
+- lineage reports the declared fields' values as the job's inputs.
+
+What the worker may touch is the DAG author's decision, never a run's: local files only under
+``local_roots``, private or loopback hosts only when listed in ``allowed_hosts`` (or the connection's own).
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Any
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from airflow_provider_aleph import __version__
+from airflow_provider_aleph.access import require_public_host, require_under_roots
+from airflow_provider_aleph.exceptions import InvalidParameter
 from airflow_provider_aleph.protocol import USER_AGENT
+from airflow_provider_aleph.storage import check_input, resolve_input
+from airflow_provider_aleph.storage.inbound import INPUT_MODES, require_input_mode, too_large
+from airflow_provider_aleph.storage.paths import Source, classify
 
-#: Segmind's limit on an input video ("max 16MB"), read generously as MiB.
-MAX_VIDEO_BYTES = 16 * 1024 * 1024
-INTEGER = re.compile(r"-?[0-9]+")
-#: Seeds are sent as JSON integers; a signed 64-bit range is what any backend can hold.
-SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
-SEED_DIGITS = len(str(SEED_MAX))
-URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^\s]+$")
-ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from airflow_provider_aleph.hooks.segmind import SegmindHook
+    from airflow_provider_aleph.types import TaskLog
+
+__all__ = [
+    "INPUT_MODES",
+    "FileInput",
+    "InputPolicy",
+    "InvalidParameter",
+    "check_url_input",
+    "lineage_inputs",
+    "remote_size",
+    "require_file",
+    "require_input_mode",
+    "resolve_files",
+    "shown",
+]
+
+MIB = 1024 * 1024
 
 
-class InvalidParameter(ValueError):
-    """A job parameter that cannot be sent; the message names the parameter and what is allowed.
+@dataclass(frozen=True)
+class FileInput:
+    """A payload field that names a file the model reads.
 
-    :param parameter: the parameter's name.
-    :param message: what is wrong and what is allowed.
+    :param name: the payload field (and operator parameter) name, e.g. ``video``.
+    :param max_bytes: the largest file the model accepts, or None for no limit.
+    :param seconds_used: for a video, how many seconds of it the model uses (Aleph: about 5), or None.
+    :param required: whether the field must be given.
     """
 
-    def __init__(self, parameter: str, message: str) -> None:
-        self.parameter = parameter
-        super().__init__(f"Invalid parameter {parameter!r}: {message}")
+    name: str
+    max_bytes: int | None = None
+    seconds_used: float | None = None
+    required: bool = False
+
+    def too_large(self, what: str, size: int) -> InvalidParameter:
+        """The refusal of a file of ``size`` bytes over :attr:`max_bytes`.
+
+        :param what: the file as shown to the user (URI or URL without its query).
+        :param size: its size in bytes.
+        """
+        return too_large(self.name, what, size, self.max_bytes or 0, seconds_used=self.seconds_used)
 
 
-def _shown(value: Any) -> str:
+@dataclass(frozen=True)
+class InputPolicy:
+    """How inputs reach Segmind and what the worker may touch for them; set in DAG code, not by a run.
+
+    :param mode: ``auto``, ``presign`` or ``upload`` (see :func:`~airflow_provider_aleph.storage.resolve_input`).
+    :param local_roots: folders local files may resolve under (none: local files are refused).
+    :param allowed_hosts: private or loopback hosts (``host`` or ``host:port``) inputs may name; the
+        connection's own API and files API hosts belong here.
+    """
+
+    mode: str
+    local_roots: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+
+
+def shown(value: Any) -> str:
+    """A value as quoted in a message, cut to a readable length."""
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def require_prompt(value: Any) -> str:
-    """A non-empty text prompt."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidParameter(
-            "prompt",
-            f"must be a non-empty string describing the edit (e.g. 'make it winter'); got {_shown(value)}",
-        )
-    return value
+def require_file(spec: FileInput, value: Any) -> Any:
+    """A file field's value: an http(s) URL, an object storage URI or an ``ObjectStoragePath`` (None
+    when the field is optional and not given); surrounding spaces are dropped.
 
-
-def require_aspect_ratio(value: Any) -> str | None:
-    """None, or one of the aspect ratios the model supports."""
-    if value is None or value in ASPECT_RATIOS:
-        return value
-    raise InvalidParameter("aspect_ratio", f"must be one of {', '.join(ASPECT_RATIOS)} or None; got {_shown(value)}")
-
-
-def require_seed(value: Any) -> int | None:
-    """None or a 64-bit integer; a string of digits (a rendered template) is converted."""
-    if value is None:
-        return None
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if text in ("", "None"):
-            return None
-        # Length first: int() refuses strings past Python's digit limit with a bare ValueError.
-        if len(text) <= SEED_DIGITS + 1 and INTEGER.fullmatch(text):
-            number = int(text)
-    if number is not None and SEED_MIN <= number <= SEED_MAX:
-        return number
-    raise InvalidParameter(
-        "seed", f"must be an integer from {SEED_MIN} to {SEED_MAX} (or a string of digits); got {_shown(value)}"
-    )
-
-
-def is_http_url(value: Any) -> bool:
-    """Whether ``value`` is an http(s) URL string (which Segmind can fetch itself)."""
-    if not isinstance(value, str):
-        return False
-    parts = urlsplit(value.strip())
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def require_input(parameter: str, value: Any, *, required: bool) -> Any:
-    """An input file: an http(s) URL, an object storage URI (``s3://``, ``gs://``, ``file://``, ...) or an
-    ``ObjectStoragePath``. Object storage is presigned or uploaded later (see :mod:`storage`).
-
-    :param parameter: the parameter's name, for the message.
-    :param value: the value given.
-    :param required: whether None is refused.
+    :param spec: the field's declaration.
+    :param value: the value given (rendered).
     """
-    if value is None and not required:
+    if value is None and not spec.required:
         return None
-    if type(value).__name__ == "ObjectStoragePath":
-        return value
-    if isinstance(value, str) and value.strip():
-        text = value.strip()
-        if is_http_url(text):
-            return text
-        if URI_SCHEME.match(text) and not text.lower().startswith(("http:", "https:")):
-            return text
-    raise InvalidParameter(
-        parameter,
-        "must be an http(s) URL that Segmind can download, an object storage URI such as "
-        f"s3://bucket/key or file:///path, or an ObjectStoragePath; got {_shown(value)}",
-    )
+    if classify(value) is None:
+        raise InvalidParameter(
+            spec.name,
+            "must be an http(s) URL that Segmind can download, an object storage URI such as "
+            f"s3://bucket/key or file:///path, or an ObjectStoragePath; got {shown(value)}",
+        )
+    return value.strip() if isinstance(value, str) else value
+
+
+def resolve_files(
+    payload: Mapping[str, Any],
+    declared: Iterable[FileInput],
+    *,
+    policy: InputPolicy,
+    hook: SegmindHook,
+    log: TaskLog,
+    every_storage_value: bool = False,
+) -> dict[str, Any]:
+    """The payload with every file input checked and turned into a URL Segmind can fetch.
+
+    :param payload: the validated payload.
+    :param declared: the operator's file fields.
+    :param policy: input mode, local roots and allowed hosts.
+    :param hook: the Segmind hook that uploads.
+    :param log: the task's logger.
+    :param every_storage_value: also resolve undeclared top-level object storage values (the generic
+        operator, which cannot know its model's fields).
+    """
+    specs = {spec.name: spec for spec in declared}
+    files = {
+        name: (classify(value), specs.get(name) or FileInput(name))
+        for name, value in payload.items()
+        if name in specs or (every_storage_value and classify(value) is Source.STORAGE)
+    }
+    # Every input is checked before any is uploaded: a refused second file leaves nothing behind.
+    for name, (source, spec) in files.items():
+        if source is Source.STORAGE:
+            require_under_roots(name, payload[name], policy.local_roots)
+            check_input(name, payload[name], max_bytes=spec.max_bytes, refuse_size=spec.too_large)
+        elif source is Source.URL:
+            check_url_input(spec, payload[name], allowed_hosts=policy.allowed_hosts)
+    resolved = dict(payload)
+    for name, (source, spec) in files.items():
+        if source is Source.STORAGE:
+            resolved[name] = resolve_input(
+                name,
+                payload[name],
+                mode=policy.mode,
+                hook=hook,
+                max_bytes=spec.max_bytes,
+                log=log,
+                refuse_size=spec.too_large,
+            )
+    return resolved
+
+
+def lineage_inputs(payload: Any, declared: Iterable[FileInput], *, every_file_value: bool = False) -> list[Any]:
+    """The files a job reads, as given by the user (URLs, object storage URIs or paths), for lineage.
+
+    :param payload: the payload as given (possibly unrendered: anything that is not a file is skipped).
+    :param declared: the operator's file fields.
+    :param every_file_value: also report undeclared top-level file values (the generic operator).
+    """
+    if not isinstance(payload, dict):
+        return []
+    names = {spec.name for spec in declared}
+    return [
+        value for name, value in payload.items() if classify(value) is not None and (name in names or every_file_value)
+    ]
+
+
+def check_url_input(
+    spec: FileInput, url: str, *, allowed_hosts: tuple[str, ...] = (), timeout: float = 30.0
+) -> int | None:
+    """Refuse an http(s) input Segmind could not fetch, before anything is spent: a private host, a
+    redirect, an error answer, or a reported size over the field's limit. Returns the reported size.
+
+    :param spec: the field's declaration.
+    :param url: the input's URL.
+    :param allowed_hosts: private hosts the DAG author allowed (``host`` or ``host:port``).
+    :param timeout: seconds allowed for the check.
+    """
+    require_public_host(spec.name, url, exempt=allowed_hosts)
+    size = remote_size(spec.name, url, timeout=timeout)
+    if size is not None and spec.max_bytes is not None and size > spec.max_bytes:
+        raise spec.too_large(url, size)
+    return size
 
 
 def remote_size(parameter: str, url: str, *, timeout: float = 30.0) -> int | None:
     """The size in bytes an http(s) input reports, or None when it does not say.
 
     Asks with HEAD, and with a one-byte ranged GET where HEAD is refused (presigned URLs often
-    sign GET only). Never sends the Segmind key: the URL is a third party's.
+    sign GET only). Never sends the Segmind key: the URL is a third party's. Call it only after
+    :func:`~airflow_provider_aleph.access.require_public_host`.
 
     :param parameter: the parameter's name, for the message.
     :param url: the input's URL.
@@ -127,7 +213,9 @@ def remote_size(parameter: str, url: str, *, timeout: float = 30.0) -> int | Non
                 with client.stream("GET", url, headers={"Range": "bytes=0-0"}) as ranged:
                     response = ranged
     except httpx.HTTPError as exc:
-        raise InvalidParameter(parameter, f"could not reach {url}: {type(exc).__name__}: {exc}") from None
+        raise InvalidParameter(
+            parameter, f"could not reach {url}: {type(exc).__name__}: {exc}", retryable=True
+        ) from None
     if response.is_redirect:
         raise InvalidParameter(
             parameter,
@@ -135,20 +223,13 @@ def remote_size(parameter: str, url: str, *, timeout: float = 30.0) -> int | Non
             "redirects: pass the final URL",
         )
     if not response.is_success:
-        raise InvalidParameter(parameter, f"{url} answered HTTP {response.status_code}; Segmind could not fetch it")
+        temporary = response.status_code == 429 or response.status_code >= 500
+        raise InvalidParameter(
+            parameter,
+            f"{url} answered HTTP {response.status_code}; Segmind could not fetch it",
+            retryable=temporary,
+        )
     content_range = response.headers.get("content-range", "")
     total = content_range.rpartition("/")[2] if response.status_code == 206 else ""
     length = total if total.isdigit() else response.headers.get("content-length", "")
     return int(length) if length.isdigit() else None
-
-
-def require_video_size(url: str, *, limit: int = MAX_VIDEO_BYTES, timeout: float = 30.0) -> int | None:
-    """Refuse a video URL whose reported size exceeds Segmind's input limit."""
-    size = remote_size("video", url, timeout=timeout)
-    if size is not None and size > limit:
-        raise InvalidParameter(
-            "video",
-            f"{url} is {size / 1024 / 1024:.1f} MiB; Segmind accepts input videos of at most "
-            f"{limit / 1024 / 1024:.0f} MiB (only about the first 5 s are used: trim it)",
-        )
-    return size

@@ -8,12 +8,12 @@ from urllib.parse import urlsplit
 from airflow.providers.common.compat.sdk import Asset
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from airflow.providers.common.compat.sdk import Context
 
 
-def record_asset_events(context: Context, outlets: Iterable[Any], result: dict[str, Any]) -> None:
+def record_asset_events(context: Context, outlets: Iterable[Any], result: Mapping[str, Any]) -> None:
     """Attach where the output landed to the asset event of each ``Asset`` outlet of the task.
 
     Downstream DAGs scheduled on the asset read ``output_path``, ``request_id`` and ``output_url``

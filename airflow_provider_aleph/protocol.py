@@ -30,7 +30,9 @@ from airflow_provider_aleph.exceptions import (
     SegmindRateLimited,
     SegmindRequestExpired,
     SegmindServerError,
+    SegmindUnreadableAnswer,
 )
+from airflow_provider_aleph.states import SegmindStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,18 +43,7 @@ DEFAULT_UPLOAD_URL = "https://workflows-api.segmind.com"
 USER_AGENT = "airflow-provider-aleph"
 
 
-class SegmindStatus(enum.StrEnum):
-    """States of a v2 request, as the status endpoint reports them."""
-
-    QUEUED = "QUEUED"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether the request can no longer change state."""
-        return self in (SegmindStatus.COMPLETED, SegmindStatus.FAILED)
+__all__ = ["SegmindStatus"]  # re-exported: its home is airflow_provider_aleph.states
 
 
 class Kind(enum.StrEnum):
@@ -101,7 +92,8 @@ class RequestState:
     """A status or result body, read regardless of the HTTP code it came with (FAILED is a 422).
 
     :param request_id: the request id.
-    :param status: the request's state.
+    :param status: the request's state (``UNKNOWN`` for a value the API never documented).
+    :param reported: the ``status`` value exactly as the API sent it.
     :param error: the API's failure text, on FAILED.
     :param output_url: the output's URL once COMPLETED (from a result body), else None.
     :param output: the raw ``output`` value, whatever its shape.
@@ -110,6 +102,7 @@ class RequestState:
 
     request_id: str
     status: SegmindStatus
+    reported: str = ""
     error: str | None = None
     output_url: str | None = None
     output: Any = None
@@ -281,27 +274,33 @@ def _url_in(value: Any) -> str | None:
 
 
 def parse_state(response: httpx.Response, spec: RequestSpec) -> RequestState:
-    """Read a status or result answer. A body that names a known state is a result whatever the
-    HTTP code (Segmind serves FAILED as 422); anything else non-2xx is a typed error."""
+    """Read a status or result answer.
+
+    A 2xx body's ``status`` is matched without regard to case; a value we do not know reads as
+    ``UNKNOWN`` (still running, never success). A 2xx body that is not JSON or has no ``status`` is a
+    transient error, retried like a 5xx. A FAILED body is a result whatever its 4xx code (Segmind
+    serves it as a 422); anything else non-2xx is the typed error for its code.
+    """
     body = _json_object(response)
     raw_status = body.get("status") if body is not None else None
-    known = raw_status in SegmindStatus._value2member_map_
-    # FAILED comes as a 422 (any 4xx is read the same way); a 5xx is never a result.
-    failed_body = raw_status == SegmindStatus.FAILED and response.status_code < 500
-    if body is None or not known or (not response.is_success and not failed_body):
-        if not response.is_success:
-            raise error_from_response(response, spec)
-        raise SegmindProtocolError(
-            f"Segmind answered {spec.describe()} with an unknown status {raw_status!r}",
+    status = SegmindStatus.read(raw_status)
+    # Only a 4xx that says FAILED is a result; a 5xx never is, even with a body that names a state.
+    failed_body = status is SegmindStatus.FAILED and response.status_code < 500
+    if not response.is_success and not failed_body:
+        raise error_from_response(response, spec)
+    if body is None or status is None:
+        what = "a body that is not a JSON object" if body is None else f"no status (keys: {sorted(body)})"
+        raise SegmindUnreadableAnswer(
+            f"Segmind answered {spec.describe()} with {what}",
             status_code=response.status_code,
             request_id=spec.request_id,
         )
-    status = SegmindStatus(str(raw_status))
     error = body.get("error")
     metrics = body.get("metrics")
     return RequestState(
         request_id=str(body.get("request_id") or spec.request_id),
         status=status,
+        reported=str(raw_status),
         error=str(error) if error else None,
         output_url=extract_output_url(body) if status is SegmindStatus.COMPLETED else None,
         output=body.get("output"),

@@ -16,18 +16,19 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aleph.exceptions import SegmindNotFound
-from airflow_provider_aleph.protocol import SegmindStatus
+from airflow_provider_aleph.states import Meaning
 
 if TYPE_CHECKING:
-    import logging
+    from collections.abc import Mapping
 
     from airflow_provider_aleph.hooks.segmind import SegmindHook
     from airflow_provider_aleph.protocol import RequestState, SubmitResponse
+    from airflow_provider_aleph.types import StateStore, TaskLog
 
 #: The task_state_store key holding the request of this task instance.
 STATE_KEY = "segmind_request"
 
-_unavailable_logged = False
+_unavailable_logged = False  # the warning that this Airflow cannot reattach, once per process
 
 
 def fingerprint(model: str, payload: dict[str, Any]) -> str:
@@ -87,10 +88,10 @@ class StoredRequest:
         return asdict(self)
 
 
-def state_store(context: Any, log: logging.Logger | Any) -> Any | None:
+def state_store(context: Mapping[str, Any], log: TaskLog) -> StateStore | None:
     """The task's ``task_state_store``, or None (logged once per process) where Airflow has none."""
     global _unavailable_logged
-    store = context.get("task_state_store") if hasattr(context, "get") else None
+    store: StateStore | None = context.get("task_state_store")
     if store is None and not _unavailable_logged:
         _unavailable_logged = True
         log.warning(
@@ -100,20 +101,24 @@ def state_store(context: Any, log: logging.Logger | Any) -> Any | None:
     return store
 
 
-def remember(store: Any, record: StoredRequest) -> None:
+def remember(store: StateStore, record: StoredRequest) -> None:
     """Record the request for later tries of this task instance."""
     store.set(STATE_KEY, record.to_json())
 
 
 class Resume(Enum):
-    """What a new try does with the request an earlier try submitted."""
+    """What a new try does with the request an earlier try submitted (by the state table's meaning)."""
 
     WAIT = "wait"
-    """Still QUEUED or PROCESSING: wait on it again."""
+    """Still running (QUEUED, PROCESSING, or a state we do not know): wait on it again."""
     DONE = "done"
-    """COMPLETED within retention: use its result."""
+    """Succeeded (COMPLETED) within retention: use its result."""
     RESUBMIT = "resubmit"
-    """FAILED or expired (404): submit anew."""
+    """Failed (FAILED) or expired (404): submit anew."""
+
+
+#: The action for each meaning of the state table.
+RESUME_BY_MEANING = {Meaning.RUNNING: Resume.WAIT, Meaning.SUCCEEDED: Resume.DONE, Meaning.FAILED: Resume.RESUBMIT}
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,7 @@ class Recovery:
     state: RequestState | None = None
 
 
-def recover(store: Any, hook: SegmindHook, digest: str, log: logging.Logger | Any) -> Recovery | None:
+def recover(store: StateStore, hook: SegmindHook, digest: str, log: TaskLog) -> Recovery | None:
     """Ask the API about the request an earlier try stored; None when there is none to pick up.
 
     Errors other than 404 (auth, transient failures past the retry budget) propagate: the caller
@@ -145,15 +150,16 @@ def recover(store: Any, hook: SegmindHook, digest: str, log: logging.Logger | An
     except SegmindNotFound:
         log.warning("Segmind request %s from an earlier try has expired (404); submitting anew", stored.request_id)
         return Recovery(stored, Resume.RESUBMIT)
-    if state.status is SegmindStatus.FAILED:
+    action = RESUME_BY_MEANING[state.status.rule.meaning]
+    if action is Resume.RESUBMIT:
         log.warning(
-            "Segmind request %s from an earlier try FAILED (%s); submitting anew",
+            "Segmind request %s from an earlier try ended %s (%s); submitting anew",
             stored.request_id,
+            state.reported or state.status.value,
             state.error or "no detail",
         )
-        return Recovery(stored, Resume.RESUBMIT, state)
-    if state.status is SegmindStatus.COMPLETED:
-        log.info("Segmind request %s from an earlier try COMPLETED; using its result", stored.request_id)
-        return Recovery(stored, Resume.DONE, state)
-    log.info("Reattaching to Segmind request %s from an earlier try (%s)", stored.request_id, state.status.value)
-    return Recovery(stored, Resume.WAIT, state)
+    elif action is Resume.DONE:
+        log.info("Segmind request %s from an earlier try %s; using its result", stored.request_id, state.reported)
+    else:
+        log.info("Reattaching to Segmind request %s from an earlier try (%s)", stored.request_id, state.reported)
+    return Recovery(stored, action, state)

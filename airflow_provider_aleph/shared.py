@@ -13,19 +13,93 @@ Entries are keyed by the running loop as well as the connection id: a worker wai
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import weakref
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from airflow_provider_aleph.budget import RequestBudget
+from airflow_provider_aleph.hooks.connection import REREAD_SECONDS
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable
 
     import httpx
 
-    from airflow_provider_aleph.hooks.params import ConnectionParams
+    from airflow_provider_aleph.hooks.connection import ConnectionParams
+
+log = logging.getLogger(__name__)
+
+
+class AsyncChannel:
+    """An async client, request budget and call gate owned elsewhere (one connection's share on one
+    event loop), with the connection's settings, which it re-reads so a rotated key takes effect.
+
+    The settings are read again when the API rejects the key they hold (once for every caller that
+    saw the rejection), and at least every :data:`REREAD_SECONDS` otherwise.
+
+    :param params: the connection's settings, already read.
+    :param client: the shared async client; the hook never closes it.
+    :param budget: the request budget every async attempt waits on; None for no limit.
+    :param gate: bounds how many calls are in the client at once; waiting callers queue here, in
+        order, instead of in the client's connection pool (whose queue costs grow with its length).
+    :param reread: reads the connection's settings afresh; None to keep ``params`` for good.
+    :param clock: monotonic seconds, for the re-read interval.
+    """
+
+    def __init__(
+        self,
+        params: ConnectionParams,
+        client: httpx.AsyncClient,
+        budget: RequestBudget | None = None,
+        gate: asyncio.Semaphore | None = None,
+        *,
+        reread: Callable[[], Awaitable[ConnectionParams]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.params = params
+        self.client = client
+        self.budget = budget
+        self.gate = gate
+        self._reread = reread
+        self._clock = clock
+        self._read_at = clock()
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r}, budget={self.budget!r})"
+
+    async def current(self) -> ConnectionParams:
+        """The settings, read again first when they are older than :data:`REREAD_SECONDS`."""
+        if self._reread is not None and self._clock() - self._read_at >= REREAD_SECONDS:
+            async with self._lock:
+                if self._clock() - self._read_at >= REREAD_SECONDS:
+                    await self._refresh()
+        return self.params
+
+    async def after_rejection(self, rejected_key: str) -> bool:
+        """Re-read the settings after the API rejected ``rejected_key``; whether the key is now another.
+
+        :param rejected_key: the key the rejected call carried.
+        """
+        if self._reread is None:
+            return False
+        async with self._lock:
+            if self.params.api_key == rejected_key:  # nobody has re-read since that call
+                await self._refresh()
+        return self.params.api_key != rejected_key
+
+    async def _refresh(self) -> None:
+        assert self._reread is not None
+        try:
+            self.params = await self._reread()
+        except Exception as err:
+            # A connection that cannot be read now (deleted, a secrets backend down) keeps the settings
+            # in hand: the calls themselves say whether they still work.
+            log.warning("Could not read the Segmind connection again (%s); keeping its settings", err)
+        self._read_at = self._clock()
+
 
 #: Calls of one connection in flight at once on one loop. The account allows tens of calls a minute,
 #: so a few connections carry them all; the rest of the triggers wait in FIFO order on a semaphore,
@@ -47,36 +121,40 @@ class SharedConnection:
         self.conn_id = conn_id
         #: Triggers holding this share: each polls through the budget.
         self.users = 0
-        self.params: ConnectionParams | None = None
-        self.client: httpx.AsyncClient | None = None
-        self.budget: RequestBudget | None = None
-        self.gate: asyncio.Semaphore | None = None
+        self.channel: AsyncChannel | None = None
         self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.conn_id!r}, users={self.users}, budget={self.budget!r})"
+        budget = self.channel.budget if self.channel else None
+        return f"{type(self).__name__}({self.conn_id!r}, users={self.users}, budget={budget!r})"
 
     async def _open(self) -> None:
-        """Read the connection and open the client, once; callers that arrive meanwhile wait."""
-        if self.client is not None:
+        """Read the connection and open the client, once; callers that arrive meanwhile wait. The channel
+        reads the connection again later: at once when the API rejects its key, and every few minutes."""
+        if self.channel is not None:
             return
         async with self._lock:
-            if self.client is not None:
+            if self.channel is not None:
                 return
             params = await SegmindHook(self.conn_id).aget_conn_params()
-            self.budget = RequestBudget(params.max_requests_per_minute, name=self.conn_id)
-            self.gate = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
-            self.client = SegmindHook.new_async_client(params, max_connections=MAX_CALLS_IN_FLIGHT)
-            self.params = params
+            self.channel = AsyncChannel(
+                params=params,
+                client=SegmindHook.new_async_client(params, max_connections=MAX_CALLS_IN_FLIGHT),
+                budget=RequestBudget(params.max_requests_per_minute, name=self.conn_id),
+                gate=asyncio.Semaphore(MAX_CALLS_IN_FLIGHT),
+                # A fresh hook reads the connection afresh: a rotated key reaches every waiting trigger.
+                reread=self._read,
+            )
+
+    async def _read(self) -> ConnectionParams:
+        return await SegmindHook(self.conn_id).aget_conn_params()
 
     def hook(self) -> SegmindHook:
         """A hook whose async calls go through this share's client and budget."""
-        if self.params is None or self.client is None:
+        if self.channel is None:
             raise RuntimeError(f"the shared connection {self.conn_id!r} is not open")
-        hook = SegmindHook(self.conn_id)
-        hook.share_async(self.params, self.client, self.budget, self.gate)
-        return hook
+        return SegmindHook(self.conn_id, channel=self.channel)
 
     def poll_interval(self, wanted: float) -> float:
         """The interval a trigger of this share should poll at: ``wanted``, stretched so that all
@@ -84,9 +162,9 @@ class SharedConnection:
 
         :param wanted: the trigger's own poll interval, in seconds.
         """
-        if self.budget is None:
+        if self.channel is None or self.channel.budget is None:
             return wanted
-        return self.budget.stretched_interval(wanted, self.users)
+        return self.channel.budget.stretched_interval(wanted, self.users)
 
     async def release(self) -> None:
         """Give the share back; the last user drops the entry and closes the client."""
@@ -101,9 +179,9 @@ class SharedConnection:
             del per_loop[self.conn_id]
             if not per_loop:
                 del _SHARES[self._loop]
-        client, self.client = self.client, None
-        if client is not None:
-            await client.aclose()
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            await channel.client.aclose()
 
 
 async def acquire_shared(conn_id: str) -> SharedConnection:
@@ -124,11 +202,3 @@ async def acquire_shared(conn_id: str) -> SharedConnection:
         await share.release()
         raise
     return share
-
-
-def shared_connections(loop: asyncio.AbstractEventLoop | None = None) -> Mapping[str, SharedConnection]:
-    """The shares open on ``loop`` (default: the running loop), by connection id; read-only.
-
-    :param loop: the event loop to look at.
-    """
-    return MappingProxyType(_SHARES.get(loop or asyncio.get_running_loop(), {}))

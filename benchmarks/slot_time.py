@@ -1,6 +1,6 @@
 """Measurements 1 and 4: worker-slot seconds and API calls per job, ours against Segmind's own SDK.
 
-One real Airflow (:class:`~benchmarks.deployment.AirflowDeployment`: scheduler with the
+One real Airflow (:class:`~tests.support.deployment.AirflowDeployment`: scheduler with the
 LocalExecutor, dag-processor, triggerer, api-server) runs ``benchmarks/dags/aleph_bench_slot.py``
 once: for each emulator latency, ``jobs`` Aleph jobs through ``RunwayAlephOperator`` (deferrable,
 defaults) and ``jobs`` through a ``PythonOperator`` calling ``submit_async(...).wait()``, all in the
@@ -8,7 +8,7 @@ same DAG run, at the same time. Each (latency, side) pair has its own emulator p
 emulator's request counts per job need no attribution.
 
 Slot seconds are the sum of a task try's running intervals, from Airflow's own records (see
-:meth:`~benchmarks.deployment.AirflowDeployment.running_intervals`). API calls per job are the
+:meth:`~tests.support.deployment.AirflowDeployment.running_intervals`). API calls per job are the
 submit, status and result requests the emulator served for that job.
 """
 
@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.deployment import AirflowDeployment
 from benchmarks.emulator_proc import EmulatorProcess
-from benchmarks.intervals import Interval, TaskKey
 from benchmarks.stats import mean
+from tests.support.deployment import AirflowDeployment
+from tests.support.intervals import Interval, TaskKey
 
 API_KEY = "bench-slot-key-0123456789"
 DAG_ID = "aleph_bench_slot"

@@ -1,6 +1,6 @@
 """Soak: many jobs through the provider's real code paths while the API misbehaves; nothing paid is lost or doubled.
 
-``python benchmarks/soak.py --jobs 1000 --fault-rate 0.1``
+``python -m benchmarks.soak --jobs 1000 --fault-rate 0.1`` (from the repository's root)
 
 The emulator runs in its own process with ``--error-rate`` (that share of API calls meets a 429, a 5xx page or
 a dropped connection); some submits lose their answer after the job was created, some prompts carry
@@ -11,7 +11,8 @@ operator's ``result_from_event``. Each job's video URL is unique: the emulator f
 it creates, which counts the paid jobs of each logical job independently of our side. ``lost`` counts paid
 jobs that ended with neither an output nor a failure naming their request id (a lost submit answer counts as
 accounted for when reported as "outcome unknown"), ``duplicated`` logical jobs with more than one paid job,
-``unsafe retries`` failures Airflow would retry although a paid job exists. Exit status 1 if any is not 0.
+``unsafe retries`` failures Airflow would retry although a paid job exists (the accounting is
+:mod:`tests.support.ledger`). Exit status 1 if any is not 0.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from tests.support.ledger import Account, Outcome, Plan, account, plan_jobs
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -47,50 +49,6 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "airflow_provider_aleph" / "emulator" / "data" / "sample.mp4"
 FAIL_MARKER = "[emulator:fail]"
 LOG = logging.getLogger("soak.task")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One logical job: ``index`` (in its video URL and prompt), and what is done to it on purpose: a prompt
-    that ends FAILED, a lost submit answer (the emulator is told to lose the next one just before its submit),
-    an invalid aspect ratio (refused before any submit)."""
-
-    index: int
-    fail: bool = False
-    lose_answer: bool = False
-    invalid: bool = False
-
-
-def plan_jobs(count: int, fail_rate: float, lost_answer_rate: float, invalid_rate: float) -> list[Plan]:
-    """Spread the deliberate incidents evenly over ``count`` jobs (deterministic: every 1/rate-th job)."""
-
-    def every(rate: float, offset: int) -> set[int]:
-        if rate <= 0:
-            return set()
-        step = max(1, round(1 / rate))
-        return set(range(offset % step, count, step))
-
-    fail, lose, invalid = every(fail_rate, 5), every(lost_answer_rate, 7), every(invalid_rate, 42)
-    return [Plan(i, i in fail, i in lose and i not in invalid, i in invalid) for i in range(count)]
-
-
-@dataclass
-class Outcome:
-    """What our side saw of one logical job: ``kind`` is ``accepted`` (while waiting), ``completed``, ``failed``
-    (after submit), ``unknown`` (submit answer lost), ``refused`` (invalid parameter) or ``submit_failed``;
-    ``airflow_retry`` says whether Airflow would retry the task after this failure."""
-
-    kind: str
-    request_id: str | None = None
-    message: str = ""
-    airflow_retry: bool = False
-    urls: tuple[str, str] | None = None
-    output_url: str | None = None
-
-    @property
-    def names_request(self) -> bool:
-        """Whether the outcome is an output, or a failure that names its request id."""
-        return bool(self.request_id) and (self.kind == "completed" or str(self.request_id) in self.message)
 
 
 class InputServer(ThreadingHTTPServer):
@@ -182,10 +140,10 @@ class Soak:
         """What ``execute`` does up to the submit, in a worker thread: checks, input resolution, ``hook.submit``."""
         from airflow.providers.common.compat.sdk import AirflowFailException
 
-        from airflow_provider_aleph.exceptions import SegmindError, SegmindSubmitOutcomeUnknown
-        from airflow_provider_aleph.inputs import InvalidParameter
+        from airflow_provider_aleph.access import origin_of
+        from airflow_provider_aleph.events import task_failure
+        from airflow_provider_aleph.exceptions import InvalidParameter, SegmindError, SegmindSubmitOutcomeUnknown
         from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
-        from airflow_provider_aleph.results import airflow_error
 
         operator = RunwayAlephOperator(
             task_id=f"soak_{plan.index}",
@@ -193,11 +151,11 @@ class Soak:
             video=f"{self.inputs.base_url}/v/{plan.index}.mp4",
             aspect_ratio="2:1" if plan.invalid else None,
             segmind_conn_id=CONN_ID,
+            # The input server listens on loopback: the DAG author allows it, as for any private host.
+            allowed_hosts=[origin_of(self.inputs.base_url)],
         )
         try:
-            payload = operator.build_payload()
-            operator.check_input_mode()
-            payload = operator.resolve_inputs(payload)
+            payload = operator.resolve_inputs(operator.build_payload())
         except InvalidParameter as err:
             return Outcome("refused", message=str(err))
         try:
@@ -206,7 +164,8 @@ class Soak:
                     self.admin.post("/_emulator/config", json={"lose_submit_answers": 1}).raise_for_status()
             submitted = operator.hook.submit(operator.model, payload)
         except SegmindError as err:
-            retry = not isinstance(airflow_error(err), AirflowFailException)
+            # The submit phase: a retry cannot pay twice for what was not created.
+            retry = not isinstance(task_failure(err, retry_safe=True), AirflowFailException)
             kind = "unknown" if isinstance(err, SegmindSubmitOutcomeUnknown) else "submit_failed"
             return Outcome(kind, err.request_id, str(err), airflow_retry=retry)
         finally:
@@ -219,7 +178,7 @@ class Soak:
 
         from airflow.providers.common.compat.sdk import AirflowFailException
 
-        from airflow_provider_aleph.results import result_from_event
+        from airflow_provider_aleph.events import finish
         from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
         request_id, (status_url, response_url) = str(accepted.request_id), accepted.urls or ("", "")
@@ -232,10 +191,11 @@ class Soak:
         events = [event.payload async for event in trigger.run()]
         if len(events) != 1:
             return Outcome("failed", request_id, f"the trigger of {request_id} yielded {len(events)} events")
-        # The task instance, as far as result_from_event needs one: somewhere to push XCom output_url.
+        # The task and its instance, as far as finish needs them: no copy, no outlets, somewhere to push XCom.
+        task: Any = SimpleNamespace(segmind_conn_id=CONN_ID, output_path=None, local_roots=(), outlets=(), log=LOG)
         context: Any = {"ti": SimpleNamespace(xcom_push=lambda key, value: None)}
         try:
-            result = result_from_event(context, events[0], conn_id=CONN_ID, require_output_url=True, log=LOG)
+            result = finish(task, context, events[0], require_output_url=True, retry_safe=False)
         except Exception as err:
             return Outcome("failed", request_id, str(err), airflow_retry=not isinstance(err, AirflowFailException))
         return Outcome("completed", result["request_id"], output_url=result["output_url"])
@@ -250,49 +210,6 @@ class Soak:
 
         with ThreadPoolExecutor(self.args.workers, thread_name_prefix="soak-worker") as pool:
             await asyncio.gather(*(one(plan) for plan in plans))
-
-
-@dataclass
-class Account:
-    """The run's numbers: our outcomes, the emulator's view, and the checks."""
-
-    outcomes: Counter[str]
-    paid_unknown: int
-    lost: int
-    duplicated: int
-    unsafe_retries: int
-    inconsistencies: list[str]
-    stats: dict[str, Any]
-
-    @property
-    def ok(self) -> bool:
-        """Whether nothing paid was lost or doubled and both views agree."""
-        return not (self.lost or self.duplicated or self.unsafe_retries or self.inconsistencies)
-
-
-def account(
-    plans: Sequence[Plan], outcomes: dict[int, Outcome], fetches: dict[int, int], stats: dict[str, Any]
-) -> Account:
-    """Compare what our side saw of each logical job with the jobs the emulator created for it."""
-    paid_ids = set(stats["request_ids"])
-    kinds: Counter[str] = Counter()
-    lost = duplicated = unsafe = paid_unknown = 0
-    problems: list[str] = []
-    for plan in plans:
-        outcome = outcomes.get(plan.index) or Outcome("missing", message="no outcome recorded")
-        created = fetches.get(plan.index, 0)
-        unnamed = outcome.kind == "failed" and not outcome.names_request
-        kinds["failed without its request id" if unnamed else outcome.kind] += 1
-        if outcome.kind in ("completed", "failed") and (not created or outcome.request_id not in paid_ids):
-            problems.append(f"job {plan.index}: request {outcome.request_id} ({created} fetches) is not a paid job")
-        reported_unknown = outcome.kind == "unknown" and "unknown" in outcome.message
-        paid_unknown += bool(reported_unknown and created)
-        lost += max(0, created - (outcome.names_request or reported_unknown))
-        duplicated += created > 1
-        unsafe += bool(created and outcome.airflow_retry)
-    if sum(fetches.values()) != stats["submissions"]:
-        problems.append(f"{sum(fetches.values())} video fetches for {stats['submissions']} paid jobs")
-    return Account(kinds, paid_unknown, lost, duplicated, unsafe, problems, stats)
 
 
 def wait_for_fetches(inputs: InputServer, admin: httpx.Client, timeout: float = 60.0) -> dict[str, Any]:
@@ -342,7 +259,7 @@ def summary(args: argparse.Namespace, result: Account, wall: float) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Read the command line."""
-    parser = argparse.ArgumentParser(prog="python benchmarks/soak.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1000, help="logical jobs (default 1000)")
     parser.add_argument("--fault-rate", type=float, default=0.1, help="share of API calls with an injected fault")
     parser.add_argument("--fail-rate", type=float, default=0.03, help="share of jobs whose prompt ends FAILED")

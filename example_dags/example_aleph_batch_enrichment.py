@@ -15,14 +15,25 @@ after its job completes, well inside Segmind's one-hour retention, and recorded 
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from airflow.sdk import DAG, Asset, ObjectStoragePath, Param, task
 
+from airflow_provider_aleph.access import local_roots_param, require_under_roots
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 
-SAMPLES = (Path(__file__).resolve().parent / "sample_videos").as_uri() + "/"
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample_videos"
+SAMPLES = SAMPLE_DIR.as_uri() + "/"
+DEFAULT_OUTPUT = "/tmp/aleph-edited"
+#: The local folders this DAG may read videos from and write results to. It is DAG code, not a run's
+#: config: a run that names another local folder is refused before anything is read or spent. Besides
+#: the samples and the default output folder, a deployment may list its own in ALEPH_LOCAL_ROOTS
+#: (separated by ``os.pathsep``), which only whoever deploys Airflow can set.
+LOCAL_ROOTS = [SAMPLE_DIR, DEFAULT_OUTPUT, *filter(None, os.environ.get("ALEPH_LOCAL_ROOTS", "").split(os.pathsep))]
+#: What the prefixes may be: a folder or bucket URI (schemes of object storage, or file:// under LOCAL_ROOTS).
+PREFIX_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*://\S+/$"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm")
 #: At most this many Aleph jobs of this DAG at once (Airflow 3.3+ counts deferred tasks here; for an
 #: account-wide cap across DAGs use a pool created with --include-deferred, see the README).
@@ -41,8 +52,18 @@ with DAG(
     catchup=False,
     tags=["segmind", "aleph", "example", "object-storage"],
     params={
-        "input_prefix": Param(SAMPLES, type="string", description="folder or bucket prefix holding the videos"),
-        "output_prefix": Param("file:///tmp/aleph-edited/", type="string", description="where results land"),
+        "input_prefix": Param(
+            SAMPLES,
+            type="string",
+            pattern=PREFIX_PATTERN,
+            description="folder or bucket prefix holding the videos, ending in /",
+        ),
+        "output_prefix": Param(
+            f"file://{DEFAULT_OUTPUT}/",
+            type="string",
+            pattern=PREFIX_PATTERN,
+            description="where results land, ending in /",
+        ),
         "storage_conn_id": Param("", type="string", description="connection of the bucket (empty: local/default)"),
         "prompt": Param("make it winter", type="string", minLength=1),
         "input_mode": Param("auto", enum=["auto", "presign", "upload"]),
@@ -60,6 +81,8 @@ with DAG(
         conn_id = params["storage_conn_id"]
         source = _with_conn(params["input_prefix"], conn_id)
         target = _with_conn(params["output_prefix"], conn_id)
+        # The prefixes come from the run's config: list a local folder only under the DAG's roots.
+        require_under_roots("input_prefix", source, local_roots_param(LOCAL_ROOTS))
         videos = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
         if not videos:
             raise ValueError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) under input_prefix {params['input_prefix']}")
@@ -74,4 +97,5 @@ with DAG(
         input_mode="{{ params.input_mode }}",
         max_active_tis_per_dag=MAX_CONCURRENT_JOBS,
         outlets=[EDITED_VIDEOS],
+        local_roots=LOCAL_ROOTS,
     ).expand_kwargs(list_videos())

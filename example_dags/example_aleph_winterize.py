@@ -17,6 +17,9 @@ SAMPLE_VIDEO = (
     "c08771b9-b671-4c12-9ea7-af4048b9d194-894a8bdf-6064-40ea-a78d-06c1abff262b.mp4"
 )
 
+#: http(s) URLs and object storage URIs; not file://, which would name a file on the worker.
+VIDEO_PATTERN = r"^(https?|s3|s3a|gs|gcs|abfs|abfss|az|adl|oss|r2)://\S+$"
+
 with DAG(
     dag_id="example_aleph_winterize",
     schedule=None,
@@ -24,7 +27,13 @@ with DAG(
     catchup=False,
     tags=["segmind", "aleph", "example"],
     params={
-        "video": Param(SAMPLE_VIDEO, type="string", description="http(s) URL of a video of at most 16 MiB"),
+        # A run's params are user input: only web and bucket URIs, never a file on the worker.
+        "video": Param(
+            SAMPLE_VIDEO,
+            type="string",
+            pattern=VIDEO_PATTERN,
+            description="http(s) URL or object storage URI (s3://, gs://...) of a video of at most 16 MiB",
+        ),
         "prompt": Param("make it winter", type="string", minLength=1),
         "seed": Param(42, type="integer"),
     },

@@ -33,6 +33,8 @@ def airflow_env(conn: dict[str, object]) -> dict[str, str]:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{HOME / 'airflow.db'}",
             "AIRFLOW_CONN_SEGMIND_DEFAULT": json.dumps(conn),
+            # The batch example writes local results only under folders listed here (or its defaults).
+            "ALEPH_LOCAL_ROOTS": str(OUTPUT),
         }
     )
     return env

@@ -25,6 +25,8 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # The example DAGs' local folders, as a deployment would list them: the tests' files live here.
+        "ALEPH_LOCAL_ROOTS": tempfile.gettempdir(),
     }
 )
 os.environ.pop("SEGMIND_API_KEY", None)

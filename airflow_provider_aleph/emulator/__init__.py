@@ -22,9 +22,25 @@ and a run-time setting (``emu.config(name=value)`` or ``POST /_emulator/config``
 - the account rate limit (``rpm_limit`` per ``rate_window`` seconds, per key);
 - keys out of credits (``insufficient_credits_keys``: 406 on submit) and a non-JSON submit (406);
 - lost submit answers (``lose_submit_answers``, ``lose_submit_mode``): the job is created, then
-  the answer is a 504 page or a dropped connection.
+  the answer is a 504 page or a dropped connection;
+- an undocumented interim status (``interim_status``, ``interim_polls``): each job's first
+  ``interim_polls`` status polls answer HTTP 200 with that status (e.g. ``STARTING``) even once the
+  job is done, so the client must keep polling;
+- garbled answers (``garbled_answers``): the next N status or result answers about a job are HTTP
+  200 with an HTML page or JSON without ``status``, alternately, and leave the job as it was; a
+  client should retry them as transient errors;
+- an outage (``outage_seconds``): setting it to S starts one now that lasts S seconds (the keyword
+  and ``--outage-seconds`` start one when the emulator starts); every API call (submit, status,
+  result, upload) answers a 503 gateway page, before any other check, so a submit creates nothing;
+  admin routes and file downloads still work; setting 0 ends it;
+- a key rotation (``api_keys``; no flag, ``--api-key`` names the key at start): when not empty,
+  the accepted keys instead of the emulator's own; ``emu.config(api_keys=[old, new])`` then
+  ``emu.config(api_keys=[new])`` leaves the old key answering 401 on every API route, jobs it
+  submitted included; ``[]`` restores the emulator's key. ``as_dict()`` reports keys by count only.
 
-``emu.stats()`` / ``GET /_emulator/stats`` counts all of it; ``emu.reset()`` clears it.
+``emu.stats()`` / ``GET /_emulator/stats`` counts all of it (``interim_answers``,
+``garbled_answers`` and ``outage_answers`` for the last ones, and ``outage_remaining`` seconds);
+``emu.reset()`` clears the counters but keeps the settings and an outage under way.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--api-key",
         default=os.environ.get(API_KEY_ENV, DEFAULT_API_KEY),
-        help=f"the accepted x-api-key (default ${API_KEY_ENV}, else {DEFAULT_API_KEY!r})",
+        help=f"the accepted x-api-key (default ${API_KEY_ENV}, else {DEFAULT_API_KEY!r}); the run-time "
+        "setting api_keys replaces it, to emulate a key rotation",
     )
     parser.add_argument("--latency", type=float, default=5.0, help="seconds from submit to done")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of jobs that fail, 0 to 1")
@@ -115,6 +116,32 @@ def _add_realism_arguments(parser: argparse.ArgumentParser) -> None:
         default="alternate",
         help="how a submit answer is lost: a 504 page, a dropped connection, or alternately (default)",
     )
+    faults.add_argument(
+        "--outage-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="an outage from start-up for S seconds: every API call (submit, status, result, upload) answers "
+        "a 503 gateway page; setting outage_seconds at run time starts a new one (0 ends it)",
+    )
+    answers = parser.add_argument_group("undocumented answers")
+    answers.add_argument(
+        "--interim-status",
+        metavar="STATUS",
+        help="answer each job's first --interim-polls status polls with HTTP 200 and this status "
+        "(one the API does not document, e.g. STARTING), whatever the job's real state",
+    )
+    answers.add_argument(
+        "--interim-polls", type=int, default=3, metavar="N", help="status polls of each job that answer it (3)"
+    )
+    answers.add_argument(
+        "--garbled-answers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer the next N status or result calls with HTTP 200 and an HTML page or JSON without "
+        "status, alternately",
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -162,6 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             insufficient_credits_keys=args.insufficient_credits_keys,
             lose_submit_answers=args.lose_submit_answers,
             lose_submit_mode=args.lose_submit_mode,
+            outage_seconds=args.outage_seconds,
+        )
+        emulator.config(
+            interim_status=args.interim_status,
+            interim_polls=args.interim_polls,
+            garbled_answers=args.garbled_answers,
         )
     except ValueError as exc:
         parser.error(str(exc))

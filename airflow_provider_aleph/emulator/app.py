@@ -1,11 +1,15 @@
 """Starlette application that speaks Segmind's v2 async protocol; see ``jobs`` for the timeline.
 
-API routes (``x-api-key``; subject to ``error_rate`` faults and the ``rpm_limit`` rate limit):
+API routes (``x-api-key``: the emulator's key, or the ``api_keys`` setting's when set; subject to
+``error_rate`` faults and the ``rpm_limit`` rate limit; during an outage, see ``outage_seconds``,
+these and ``POST /upload-asset`` answer a 503 gateway page before anything else):
 
 - ``POST /v2/{model}`` submit. 406 for a key out of credits or a body that is not
   ``application/json``; 410 for a retired model; 400 for an invalid body or Aleph parameter.
 - ``GET /v2/requests/{id}/status`` and ``GET /v2/requests/{id}`` poll and fetch; a FAILED job
-  answers 422 on both; an unknown or expired id 404.
+  answers 422 on both; an unknown or expired id 404. While ``garbled_answers`` is above 0, an answer
+  about a job is HTTP 200 with an HTML page or JSON without ``status`` instead (alternately); with
+  ``interim_status`` set, each job's first ``interim_polls`` status polls answer HTTP 200 with it.
 
 File routes (``POST /upload-asset``, ``/assets/...``, ``/outputs/...``, ``/samples/...``): see ``media``.
 
@@ -24,10 +28,10 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from airflow_provider_aleph.emulator.faults import RATE_LIMIT_DETAIL, fault_response
+from airflow_provider_aleph.emulator.faults import RATE_LIMIT_DETAIL, fault_response, gateway_page
 from airflow_provider_aleph.emulator.fetch import fetchable_inputs
 from airflow_provider_aleph.emulator.jobs import COMPLETED, FAILED
 from airflow_provider_aleph.emulator.media import MediaRoutes, base_url, error
@@ -44,6 +48,12 @@ if TYPE_CHECKING:
 ALEPH_MODEL = "runway-gen4-aleph"
 ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
 INSUFFICIENT_CREDITS = "Insufficient credits: the account balance does not cover this request"
+#: A garbled answer's HTML: a page a proxy or a maintenance screen serves with HTTP 200.
+GARBLED_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Segmind</title></head>"
+    "<body><h1>Please wait</h1><p>The service is being updated; this page refreshes itself.</p>"
+    "<hr><address>segmind-emulator</address></body></html>\n"
+)
 
 
 def _is_uri(value: str) -> bool:
@@ -98,12 +108,13 @@ class EmulatorApp:
     """Route handlers bound to one emulator state and API key.
 
     :param state: the jobs, settings and counters to serve.
-    :param api_key: the key the API routes accept (besides ``insufficient_credits_keys``).
+    :param api_key: the key the API routes accept (besides ``insufficient_credits_keys``) while the
+        ``api_keys`` setting is empty.
     """
 
     def __init__(self, state: EmulatorState, api_key: str) -> None:
         self.state = state
-        self._api_key = api_key.encode()
+        self._api_key = api_key
         self.media = MediaRoutes(state, self._authorized)
 
     def build(self) -> Starlette:
@@ -139,20 +150,25 @@ class EmulatorApp:
         return response
 
     def _authorized(self, request: Request) -> bool:
-        """Return whether the request carries the configured key or a key without credits."""
+        """Return whether the request carries an accepted key (``api_keys``, else ours) or one without credits."""
         key = request.headers.get("x-api-key", "").encode()
         if not key:
             return False
-        accepted = [self._api_key, *(other.encode() for other in self.state.config.insufficient_credits_keys)]
+        config = self.state.config
+        current = config.api_keys or (self._api_key,)
+        accepted = [other.encode() for other in (*current, *config.insufficient_credits_keys)]
         # Compare against every key, so the time taken does not tell which one matched.
         return sum(hmac.compare_digest(key, candidate) for candidate in accepted) > 0
 
     async def _gate(self, request: Request, route: str) -> Response | None:
-        """Count an API call, then return the fault, 401 or 429 to answer instead, if any."""
+        """Count an API call, then return the outage's 503, a fault, 401 or 429 to answer instead, if any."""
         state = self.state
         state.counters.request(route)
         # Read the whole request first: closing a connection with unread bytes would send a reset.
         await request.body()
+        if state.take_outage():
+            # Before the fault draws, so an outage does not shift the seeded sequence of faults.
+            return gateway_page(503)
         kind = state.faults.draw(state.config.error_rate, submit=route == "submit")
         if kind is not None:
             state.counters.fault(kind)
@@ -231,12 +247,28 @@ class EmulatorApp:
             return None, now, error(404, "Request not found or expired")
         return job, now, None
 
+    def _garbled(self, job: Job) -> Response | None:
+        """Use up one ``garbled_answers`` and return its HTTP 200 answer, or None when none is left."""
+        kind = self.state.take_garbled()
+        if kind is None:
+            return None
+        self.state.counters.event("garbled_answers")
+        if kind == "html":
+            return HTMLResponse(GARBLED_PAGE)
+        return JSONResponse({"request_id": job.request_id, "message": "Request accepted"})
+
     async def status(self, request: Request) -> Response:
         """Report a job's state: ``GET /v2/requests/{id}/status``."""
         job, now, refusal = await self._find(request, "status")
         if job is None:
             assert refusal is not None
             return refusal
+        if (garbled := self._garbled(job)) is not None:
+            return garbled
+        if (interim := self.state.interim_answer(job.request_id)) is not None:
+            # Whatever the job's real state: a client must keep polling on a status it does not know.
+            self.state.counters.event("interim_answers")
+            return JSONResponse({"request_id": job.request_id, "status": interim, "metrics": {}})
         body, code = self._status_body(job, now)
         return JSONResponse(body, status_code=code)
 
@@ -246,6 +278,8 @@ class EmulatorApp:
         if job is None:
             assert refusal is not None
             return refusal
+        if (garbled := self._garbled(job)) is not None:
+            return garbled
         body, code = self._status_body(job, now)
         if body["status"] == FAILED:
             return JSONResponse(body, status_code=code)
@@ -289,6 +323,6 @@ def create_app(state: EmulatorState, api_key: str) -> Starlette:
     """Return the emulator's ASGI application.
 
     :param state: the jobs, settings and counters to serve.
-    :param api_key: the key the API routes accept.
+    :param api_key: the key the API routes accept while the ``api_keys`` setting is empty.
     """
     return EmulatorApp(state, api_key).build()

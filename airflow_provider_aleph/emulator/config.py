@@ -3,7 +3,8 @@
 Every field can be given to ``Emulator(...)``, changed in process with ``emulator.config(name=value)``
 (or by plain attribute assignment), and changed over HTTP with ``POST /_emulator/config``.
 Settings copied into a job at submit (latency, fail rate, retention, output size) affect new jobs
-only; the others apply to the next request.
+only; the others apply to the next request. ``outage_seconds`` acts when it is set: it starts an
+outage that lasts that long from that moment (see :meth:`EmulatorConfig.watch`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 LOSE_SUBMIT_MODES = ("504", "drop", "alternate")
 UPLOAD_ANSWER_KEYS = ("file_urls", "urls")
+#: Settings that start something each time they are set, even to the value they had: see ``watch``.
+WATCHED_SETTINGS = ("outage_seconds",)
 
 
 def _check_number(name: str, value: object, upper: float | None = None, positive: bool = False) -> None:
@@ -43,6 +46,19 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     """Raise ValueError unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_interim_status(value: object) -> None:
+    """Raise ValueError unless ``value`` is None or a non-empty status that is not a terminal one."""
+    # Imported here: jobs imports this module.
+    from airflow_provider_aleph.emulator.jobs import COMPLETED, FAILED
+
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"interim_status must be a non-empty string or null, got {value!r}")
+    if value in (COMPLETED, FAILED):
+        raise ValueError(f"interim_status must not be a terminal status, got {value!r}")
 
 
 def _string_tuple(name: str, value: object, what: str) -> tuple[str, ...]:
@@ -74,6 +90,15 @@ class EmulatorConfig:
     :param insufficient_credits_keys: valid keys whose submits answer 406 (not enough credits).
     :param lose_submit_answers: the next N accepted submits create their job, then lose the answer.
     :param lose_submit_mode: how an answer is lost: ``504``, ``drop`` or ``alternate``.
+    :param interim_status: when set, each job's first ``interim_polls`` status polls answer HTTP 200
+        with this status (not one the API documents), whatever the job's real state.
+    :param interim_polls: how many status polls of each job answer ``interim_status``.
+    :param garbled_answers: the next N status or result answers are HTTP 200 with a body the API
+        never sends: an HTML page or JSON without ``status``, alternately.
+    :param outage_seconds: setting it to S starts an outage now that lasts S seconds, during which
+        every API call answers a 503 gateway page; 0 ends it. Read back, the length last set.
+    :param api_keys: when not empty, the keys the API routes accept instead of the emulator's own
+        key (rotate with ``[old, new]``, then ``[new]``); empty means the emulator's own key.
     """
 
     latency: float = 1.0
@@ -89,10 +114,15 @@ class EmulatorConfig:
     error_rate: float = 0.0
     rpm_limit: int | None = None
     rate_window: float = 60.0
-    # Keys are secrets: kept out of repr() and out of as_dict().
+    # Keys are secrets: kept out of repr() and counted only in as_dict().
     insufficient_credits_keys: tuple[str, ...] = field(default=(), repr=False)
     lose_submit_answers: int = 0
     lose_submit_mode: str = "alternate"
+    interim_status: str | None = None
+    interim_polls: int = 3
+    garbled_answers: int = 0
+    outage_seconds: float = 0.0
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         """Validate every field and normalise the list fields to tuples."""
@@ -115,6 +145,36 @@ class EmulatorConfig:
         )
         _check_count("lose_submit_answers", self.lose_submit_answers)
         _check_choice("lose_submit_mode", self.lose_submit_mode, LOSE_SUBMIT_MODES)
+        _check_interim_status(self.interim_status)
+        _check_count("interim_polls", self.interim_polls, positive=True)
+        _check_count("garbled_answers", self.garbled_answers)
+        _check_number("outage_seconds", self.outage_seconds)
+        self.api_keys = _string_tuple("api_keys", self.api_keys, "API keys")
+
+    def watch(self, listener: Callable[[str, Any], None]) -> None:
+        """Call ``listener(name, value)`` each time a setting of :data:`WATCHED_SETTINGS` is set.
+
+        It hears :meth:`update`, ``config(...)`` and plain attribute assignment, but not the
+        constructor's values; one listener per settings object (the emulator's state).
+
+        :param listener: called after the new value is stored.
+        """
+        # Not a field: replace() and as_dict() leave it out.
+        object.__setattr__(self, "_listener", listener)
+
+    # Hidden from type checkers, which would otherwise accept assignments to misspelt settings.
+    if not TYPE_CHECKING:
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            """Store a setting, then tell the listener if it is a watched one.
+
+            :param name: the setting's name.
+            :param value: its new value.
+            """
+            super().__setattr__(name, value)
+            listener = self.__dict__.get("_listener")
+            if listener is not None and name in WATCHED_SETTINGS:
+                listener(name, value)
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` all at once after validating them; raise ValueError if any is bad.
@@ -126,8 +186,9 @@ class EmulatorConfig:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
         # replace() re-runs __post_init__, so nothing changes unless every value is valid.
         candidate = replace(self, **changes)
-        for item in fields(self):
-            setattr(self, item.name, getattr(candidate, item.name))
+        # Only the named settings: setting a watched one again acts again (a new outage).
+        for name in changes:
+            setattr(self, name, getattr(candidate, name))
 
     def __call__(self, **changes: Any) -> EmulatorConfig:
         """Apply ``changes`` like :meth:`update` and return the settings: ``emulator.config(error_rate=0.2)``.
@@ -138,8 +199,9 @@ class EmulatorConfig:
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the settings as a JSON-ready dict; credit-less keys are reported by count only."""
+        """Return the settings as a JSON-ready dict; keys (accepted or credit-less) are reported by count only."""
         settings = {item.name: getattr(self, item.name) for item in fields(self)}
         settings["retired_models"] = list(self.retired_models)
         settings["insufficient_credits_keys"] = len(self.insufficient_credits_keys)
+        settings["api_keys"] = len(self.api_keys)
         return settings

@@ -26,7 +26,10 @@ from airflow_provider_aleph.emulator.assets import parse_data_url
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from airflow_provider_aleph.emulator.state import EmulatorState
+    from airflow_provider_aleph.emulator.assets import FileStore
+    from airflow_provider_aleph.emulator.config import EmulatorConfig
+    from airflow_provider_aleph.emulator.jobs import JobStore
+    from airflow_provider_aleph.emulator.stats import Counters
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 INPUT_FIELDS = ("video", "reference_image")
@@ -57,11 +60,17 @@ def _over_limit(size: int) -> InputRejected:
 class InputFetcher:
     """Runs and tracks the input fetches of the jobs; lives on the server's event loop.
 
-    :param state: the emulator's shared state (settings, jobs, files, counters).
+    :param config: the settings, read at each fetch (``fetch_timeout``).
+    :param files: where a fetched video is stored.
+    :param jobs: the jobs whose fetch outcome is recorded.
+    :param counters: counts fetches and records failed ones.
     """
 
-    def __init__(self, state: EmulatorState) -> None:
-        self._state = state
+    def __init__(self, config: EmulatorConfig, files: FileStore, jobs: JobStore, counters: Counters) -> None:
+        self._config = config
+        self._files = files
+        self._jobs = jobs
+        self._counters = counters
         self._client: httpx.AsyncClient | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -99,19 +108,18 @@ class InputFetcher:
 
     async def _run(self, request_id: str, inputs: dict[str, str]) -> None:
         """Fetch each input in turn, then settle the job with the outcome."""
-        state = self._state
-        state.counters.event("fetches")
+        self._counters.event("fetches")
         video_path: Path | None = None
         error = None
         for name, url in inputs.items():
-            target = state.files.input_path(request_id) if name == "video" else None
+            target = self._files.input_path(request_id) if name == "video" else None
             try:
-                async with asyncio.timeout(state.config.fetch_timeout):
+                async with asyncio.timeout(self._config.fetch_timeout):
                     await self._fetch(url, target)
             except InputRejected as exc:
                 error = f"could not fetch {name}: {exc}"
             except TimeoutError:
-                error = f"could not fetch {name}: no complete answer within {state.config.fetch_timeout:g} s"
+                error = f"could not fetch {name}: no complete answer within {self._config.fetch_timeout:g} s"
             except httpx.HTTPError as exc:
                 error = f"could not fetch {name}: {type(exc).__name__}"
             except OSError as exc:  # the store was reset or closed under us
@@ -121,11 +129,11 @@ class InputFetcher:
             if target is not None:
                 video_path = target
         if error is not None:
-            state.counters.fetch_failed(error)
+            self._counters.fetch_failed(error)
             if video_path is not None:
                 video_path.unlink(missing_ok=True)
             video_path = None
-        settled = state.jobs.settle_inputs(request_id, error, None if video_path is None else str(video_path))
+        settled = self._jobs.settle_inputs(request_id, error, None if video_path is None else str(video_path))
         if settled is None and video_path is not None:
             video_path.unlink(missing_ok=True)  # the job was forgotten (reset) while we fetched
 
@@ -135,7 +143,7 @@ class InputFetcher:
             await anyio.to_thread.run_sync(_store_data_url, url, target)
             return
         assert self._client is not None
-        async with self._client.stream("GET", url, timeout=self._state.config.fetch_timeout) as response:
+        async with self._client.stream("GET", url, timeout=self._config.fetch_timeout) as response:
             if response.status_code != 200:
                 hint = " (redirects are not followed)" if response.is_redirect else ""
                 raise InputRejected(f"HTTP {response.status_code}{hint}")

@@ -9,7 +9,8 @@
   then closes the connection.
 - ``GET``/``HEAD /samples/sample.mp4`` and ``/samples/oversized.mp4`` (17 MiB) as input videos.
 
-These routes are not API calls: no fault injection, no rate limit.
+These routes are not API calls: no fault injection, no rate limit. Only the upload, which takes a
+key, is an API call during an outage (``outage_seconds``): it answers a 503 gateway page.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from airflow_provider_aleph.emulator.assets import (
     sample_chunks,
 )
 from airflow_provider_aleph.emulator.connection import SizedStream
+from airflow_provider_aleph.emulator.faults import gateway_page
 from airflow_provider_aleph.emulator.jobs import COMPLETED
 
 if TYPE_CHECKING:
@@ -92,10 +94,14 @@ class MediaRoutes:
         """Store files sent as data URLs: ``POST /upload-asset``."""
         state = self.state
         state.counters.request("upload")
+        # Read the whole request first: closing a connection with unread bytes would send a reset.
+        raw = await request.body()
+        if state.take_outage():
+            return gateway_page(503)
         if not self._authorized(request):
             return error(401, "Unauthorized: missing or invalid x-api-key")
         try:
-            body: Any = json.loads(await request.body())
+            body: Any = json.loads(raw)
         except ValueError:
             body = None
         items = body.get("data_urls") if isinstance(body, dict) else None

@@ -61,7 +61,7 @@ class Emulator:
     Every keyword after ``log_level`` is a setting of :class:`EmulatorConfig`, changeable at run
     time with ``emu.config(name=value)`` or ``POST /_emulator/config``.
 
-    :param api_key: the ``x-api-key`` the API routes accept.
+    :param api_key: the ``x-api-key`` the API routes accept while the ``api_keys`` setting is empty.
     :param latency: seconds from submit to the terminal state; the first quarter is QUEUED.
     :param fail_rate: probability, from 0 to 1, that a job ends FAILED.
     :param retention: seconds a terminal request record is kept before it answers 404.
@@ -83,6 +83,14 @@ class Emulator:
     :param insufficient_credits_keys: keys that are valid but whose submits answer 406 (no credits).
     :param lose_submit_answers: the next N accepted submits create their job, then lose the answer.
     :param lose_submit_mode: how an answer is lost: ``504``, ``drop`` or ``alternate``.
+    :param interim_status: a status the API never documented (e.g. ``STARTING``), answered with HTTP 200
+        to each job's first ``interim_polls`` status polls; None for none.
+    :param interim_polls: how many status polls of each job get ``interim_status``.
+    :param garbled_answers: the next N status or result reads answer 200 with no JSON or no ``status``.
+    :param outage_seconds: an outage from ``start()`` for this many seconds: every API call answers a
+        503 gateway page; setting it at run time starts a new one from then (0 ends it).
+    :param api_keys: keys the API routes accept instead of ``api_key``, to emulate a key rotation
+        (``emu.config(api_keys=[old, new])``, then ``[new]``); empty for ``api_key`` alone.
     """
 
     def __init__(
@@ -110,6 +118,11 @@ class Emulator:
         insufficient_credits_keys: Iterable[str] = (),
         lose_submit_answers: int = 0,
         lose_submit_mode: str = "alternate",
+        interim_status: str | None = None,
+        interim_polls: int = 3,
+        garbled_answers: int = 0,
+        outage_seconds: float = 0.0,
+        api_keys: Iterable[str] = (),
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -131,6 +144,11 @@ class Emulator:
             insufficient_credits_keys=tuple(insufficient_credits_keys),
             lose_submit_answers=lose_submit_answers,
             lose_submit_mode=lose_submit_mode,
+            interim_status=interim_status,
+            interim_polls=interim_polls,
+            garbled_answers=garbled_answers,
+            outage_seconds=outage_seconds,
+            api_keys=tuple(api_keys),
         )
         self._state = EmulatorState(self.config, clock=clock, seed=seed)
         self._app = create_app(self._state, api_key)
@@ -179,8 +197,9 @@ class Emulator:
 
         Keys: ``submissions`` (paid jobs), ``by_model``, ``request_ids``, ``requests`` (per route),
         ``faults`` (injected, by kind), ``rate_limited``, ``insufficient_credits``, ``lost_answers``,
-        ``cut_outputs``, ``uploads`` (``count`` and the issued ``urls``), ``fetches`` and
-        ``fetch_failures`` (``count`` and the jobs' ``errors``).
+        ``cut_outputs``, ``interim_answers``, ``garbled_answers``, ``outage_answers`` (503s of an
+        outage), ``outage_remaining`` (seconds, 0 when none), ``uploads`` (``count`` and the issued
+        ``urls``), ``fetches`` and ``fetch_failures`` (``count`` and the jobs' ``errors``).
         """
         return self._state.stats()
 
@@ -224,6 +243,9 @@ class Emulator:
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         self._state.files.open()
+        if self.config.outage_seconds > 0:
+            # The outage a keyword or flag asks for counts from serving, not from construction.
+            self._state.start_outage(self.config.outage_seconds)
         config = uvicorn.Config(
             self._app,
             http=http_protocol_class(),

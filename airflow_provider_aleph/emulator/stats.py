@@ -38,7 +38,7 @@ class Counters:
             self._faults[kind] += 1
 
     def event(self, name: str) -> None:
-        """Count one emulated incident: ``rate_limited``, ``cut_outputs``, ``lost_answers``, ...
+        """Count one emulated incident: ``rate_limited``, ``lost_answers``, ``outage_answers``, ...
 
         :param name: the counter's name in the stats.
         """
@@ -71,6 +71,9 @@ class Counters:
                 "insufficient_credits": self._events["insufficient_credits"],
                 "lost_answers": self._events["lost_answers"],
                 "cut_outputs": self._events["cut_outputs"],
+                "interim_answers": self._events["interim_answers"],
+                "garbled_answers": self._events["garbled_answers"],
+                "outage_answers": self._events["outage_answers"],
                 "uploads": {"count": len(self._upload_urls), "urls": list(self._upload_urls)},
                 "fetches": self._events["fetches"],
                 "fetch_failures": {"count": len(self._fetch_errors), "errors": list(self._fetch_errors)},

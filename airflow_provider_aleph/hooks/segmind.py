@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,16 +20,18 @@ from airflow_provider_aleph.exceptions import (
     SegmindSubmitOutcomeUnknown,
     SegmindTransportError,
 )
-from airflow_provider_aleph.hooks.params import (
+from airflow_provider_aleph.hooks.connection import (
+    REREAD_SECONDS,
     ConnectionParams,
+    form_widgets,
     read_connection_params,
+    ui_field_behaviour,
 )
 from airflow_provider_aleph.protocol import (
     USER_AGENT,
     Kind,
     RequestSpec,
     RequestState,
-    SegmindStatus,
     SubmitResponse,
     UploadBody,
     parse_state,
@@ -39,27 +43,29 @@ from airflow_provider_aleph.protocol import (
     upload_spec,
 )
 from airflow_provider_aleph.retry import RetryPolicy
+from airflow_provider_aleph.states import Meaning
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Callable
     from typing import BinaryIO
 
-    from airflow_provider_aleph.budget import RequestBudget
+    from airflow_provider_aleph.shared import AsyncChannel
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class SegmindHook(BaseHook):
     """Talk to Segmind's v2 async API through an Airflow connection of type ``segmind``.
 
     The connection's password is the API key (``SEGMIND_API_KEY`` from the environment when it is
-    empty), its host the API base URL; extra may set ``upload_url``, ``timeout``,
-    ``max_requests_per_minute`` and ``max_consecutive_failures``.
+    empty), its host the API base URL; its extras are in :mod:`airflow_provider_aleph.hooks.connection`.
 
     :param segmind_conn_id: the Airflow connection id.
     :param retry_policy: how transient failures (429, 5xx, network) are retried; when omitted, the
-        default policy with the connection's ``max_consecutive_failures`` as its attempts.
+        default policy with the connection's ``max_consecutive_failures`` and ``outage_tolerance``.
+    :param channel: make async calls through a client, budget and settings owned elsewhere (see
+        :class:`~airflow_provider_aleph.shared.AsyncChannel`); :meth:`aclose` then leaves them open.
     """
 
     conn_name_attr = "segmind_conn_id"
@@ -67,17 +73,22 @@ class SegmindHook(BaseHook):
     conn_type = "segmind"
     hook_name = "Segmind"
 
-    def __init__(self, segmind_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        segmind_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        channel: AsyncChannel | None = None,
+    ) -> None:
         super().__init__()
         self.segmind_conn_id = segmind_conn_id
         self.retry_policy = retry_policy or RetryPolicy()
         self._policy_given = retry_policy is not None
+        self._channel = channel
         self._params: ConnectionParams | None = None
+        self._read_at = 0.0
         self._client: httpx.Client | None = None
-        self._aclient: httpx.AsyncClient | None = None
-        self._aclient_owned = True
-        self._budget: RequestBudget | None = None
-        self._gate: asyncio.Semaphore | None = None
+        self._aclient: httpx.AsyncClient | None = channel.client if channel else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(segmind_conn_id={self.segmind_conn_id!r})"
@@ -87,46 +98,53 @@ class SegmindHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Connection form for Airflow 3.0-3.1 (3.2+ reads the same from provider info)."""
-        from airflow_provider_aleph.get_provider_info import SEGMIND_UI_FIELD_BEHAVIOUR
-
-        # Provider info spells the keys "hidden-fields"; the hook API spells them "hidden_fields".
-        return {key.replace("-", "_"): value for key, value in SEGMIND_UI_FIELD_BEHAVIOUR.items()}
+        return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Extra form fields for Airflow 3.0-3.1 (needs the FAB provider's Flask pieces there)."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import StringField
-
-        from airflow_provider_aleph.get_provider_info import SEGMIND_CONN_FIELDS
-
-        return {
-            name: StringField(
-                lazy_gettext(field["label"]), widget=BS3TextFieldWidget(), description=field["description"]
-            )
-            for name, field in SEGMIND_CONN_FIELDS.items()
-        }
+        return form_widgets()
 
     def get_conn_params(self) -> ConnectionParams:
-        """Read the connection once (blocking); later calls reuse it."""
-        if self._params is None:
+        """The connection's settings (blocking), read again when older than :data:`REREAD_SECONDS`."""
+        if self._channel is not None:
+            return self._channel.params
+        if self._params is None or time.monotonic() - self._read_at >= REREAD_SECONDS:
             conn = self.get_connection(self.segmind_conn_id)
             self._params = read_connection_params(conn, conn.extra_dejson, self.segmind_conn_id)
+            self._read_at = time.monotonic()
         return self._params
 
     async def aget_conn_params(self) -> ConnectionParams:
-        """Read the connection once without blocking the event loop; later calls reuse it."""
-        if self._params is None:
-            from airflow.providers.common.compat.connection import (
-                get_async_connection,
-                get_async_extra_dejson,
-            )
+        """The connection's settings, read without blocking the event loop (from the channel, if any)."""
+        if self._channel is not None:
+            return await self._channel.current()
+        if self._params is None or time.monotonic() - self._read_at >= REREAD_SECONDS:
+            from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
             conn = await get_async_connection(self.segmind_conn_id, hook=self)
             extra = await get_async_extra_dejson(conn)
             self._params = read_connection_params(conn, extra, self.segmind_conn_id)
+            self._read_at = time.monotonic()
         return self._params
+
+    def _key_rotated(self, rejected_key: str) -> bool:
+        """After the API rejected ``rejected_key``: read the connection again; whether its key changed."""
+        self._params = None
+        try:
+            return self.get_conn_params().api_key != rejected_key
+        except SegmindError:
+            return False
+
+    async def _akey_rotated(self, rejected_key: str) -> bool:
+        """Async twin of :meth:`_key_rotated` (through the channel, once for all its callers)."""
+        if self._channel is not None:
+            return await self._channel.after_rejection(rejected_key)
+        self._params = None
+        try:
+            return (await self.aget_conn_params()).api_key != rejected_key
+        except SegmindError:
+            return False
 
     @staticmethod
     def _client_kwargs(params: ConnectionParams) -> dict[str, Any]:
@@ -149,27 +167,6 @@ class SegmindHook(BaseHook):
             kwargs["limits"] = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         return httpx.AsyncClient(**kwargs)
 
-    def share_async(
-        self,
-        params: ConnectionParams,
-        client: httpx.AsyncClient,
-        budget: RequestBudget | None,
-        gate: asyncio.Semaphore | None = None,
-    ) -> None:
-        """Make async calls through a client and budget owned elsewhere; :meth:`aclose` leaves them open.
-
-        :param params: the connection's settings, already read.
-        :param client: the shared async client.
-        :param budget: the request budget every async attempt waits on; None for no limit.
-        :param gate: bounds how many calls are in the client at once; waiting callers queue here, in
-            order, instead of in the client's connection pool (whose queue costs grow with its length).
-        """
-        self._params = params
-        self._aclient = client
-        self._aclient_owned = False
-        self._budget = budget
-        self._gate = gate
-
     def get_conn(self) -> httpx.Client:
         """The hook's blocking HTTP client, created on first use."""
         if self._client is None:
@@ -180,7 +177,6 @@ class SegmindHook(BaseHook):
         """The hook's async HTTP client, created on first use; close it with :meth:`aclose`."""
         if self._aclient is None:
             self._aclient = self.new_async_client(await self.aget_conn_params())
-            self._aclient_owned = True
         return self._aclient
 
     def close(self) -> None:
@@ -190,13 +186,12 @@ class SegmindHook(BaseHook):
             self._client = None
 
     async def aclose(self) -> None:
-        """Close the async client, unless it is shared (see :meth:`share_async`): then only let go of it."""
+        """Close the async client, unless it came with a ``channel``: that one stays open for its owner."""
+        if self._channel is not None:
+            return
         client, self._aclient = self._aclient, None
-        if client is not None and self._aclient_owned:
+        if client is not None:
             await client.aclose()
-        self._aclient_owned = True
-        self._budget = None
-        self._gate = None
 
     # -- sending: the only difference between the twins -------------------------------------
 
@@ -209,7 +204,7 @@ class SegmindHook(BaseHook):
     def _transport_error(self, exc: httpx.HTTPError, spec: RequestSpec) -> SegmindError:
         never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
         if spec.kind is Kind.SUBMIT and not never_sent:
-            return submit_outcome_unknown(spec, f"{type(exc).__name__}", self.segmind_conn_id)
+            return SegmindSubmitOutcomeUnknown.after(spec.describe(), f"{type(exc).__name__}", self.segmind_conn_id)
         return SegmindTransportError(
             f"Network error on {spec.describe()}: {type(exc).__name__}: {exc}",
             sent=not never_sent,
@@ -225,43 +220,73 @@ class SegmindHook(BaseHook):
         except SegmindError as err:
             err.conn_id = self.segmind_conn_id
             if spec.kind is Kind.SUBMIT and response.status_code >= 500:
-                unknown = submit_outcome_unknown(spec, f"HTTP {response.status_code}", self.segmind_conn_id)
+                unknown = SegmindSubmitOutcomeUnknown.after(
+                    spec.describe(), f"HTTP {response.status_code}", self.segmind_conn_id
+                )
                 unknown.status_code, unknown.detail = err.status_code, err.detail
                 raise unknown from err
             raise
 
     def _policy(self, params: ConnectionParams) -> RetryPolicy:
-        if self._policy_given or params.max_consecutive_failures == self.retry_policy.max_attempts:
+        if self._policy_given:
             return self.retry_policy
-        return replace(self.retry_policy, max_attempts=params.max_consecutive_failures)
+        return replace(
+            self.retry_policy,
+            max_attempts=params.max_consecutive_failures,
+            outage_tolerance=params.outage_tolerance,
+        )
 
     def _call(self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T]) -> T:
-        client, params = self.get_conn(), self.get_conn_params()
-        for attempt in self._policy(params).retrying(spec):
+        key = self.get_conn_params().api_key
+        try:
+            return self._attempts(spec, parse)
+        except SegmindAuthError:
+            # A rotated key: the connection may already hold the new one. Fail only if it does not.
+            if not self._key_rotated(key):
+                raise
+            return self._attempts(spec, parse)
+
+    def _attempts(self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T]) -> T:
+        client = self.get_conn()
+        for attempt in self._policy(self.get_conn_params()).retrying(spec):
             with attempt:
+                params = self.get_conn_params()
                 try:
                     response = client.send(self._request(client, spec, params))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, spec) from None
                 return self._parsed(parse, response, spec)
-        raise AssertionError("unreachable: tenacity reraises the last error")
+        raise AssertionError("unreachable: the policy returns or raises")
 
     async def _acall(self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T]) -> T:
-        client, params = await self.aget_conn(), await self.aget_conn_params()
-        budget = self._budget
+        key = (await self.aget_conn_params()).api_key
+        try:
+            return await self._aattempts(spec, parse)
+        except SegmindAuthError:
+            if not await self._akey_rotated(key):
+                raise
+            return await self._aattempts(spec, parse)
+
+    async def _aattempts(self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T]) -> T:
+        client = await self.aget_conn()
+        budget, gate = (self._channel.budget, self._channel.gate) if self._channel else (None, None)
         # With a shared budget, a 429 pauses the budget for every caller: no private wait on top.
-        async for attempt in self._policy(params).aretrying(spec, shared_pause=budget is not None):
+        async for attempt in self._policy(await self.aget_conn_params()).aretrying(
+            spec, shared_pause=budget is not None
+        ):
             with attempt:
+                # Each attempt takes the settings as they are now: a re-read during an outage applies.
+                params = await self.aget_conn_params()
                 ticket = await budget.acquire() if budget is not None else 0.0
                 try:
-                    async with self._gate or contextlib.nullcontext():
+                    async with gate or contextlib.nullcontext():
                         response = await client.send(self._request(client, spec, params))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, spec) from None
                 if budget is not None:
                     budget.answered(ticket, response)
                 return self._parsed(parse, response, spec)
-        raise AssertionError("unreachable: tenacity reraises the last error")
+        raise AssertionError("unreachable: the policy returns or raises")
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -307,14 +332,14 @@ class SegmindHook(BaseHook):
     def get_state(
         self, request_id: str, status_url: str | None = None, response_url: str | None = None
     ) -> RequestState:
-        """A request's status, or once it says COMPLETED its result body, which holds the output.
+        """A request's status, or once it says it succeeded (COMPLETED) its result body, which holds the output.
 
         :param request_id: the Segmind request id.
         :param status_url: the ``status_url`` the submit returned; built from the id when omitted.
         :param response_url: the ``response_url`` the submit returned; built from the id when omitted.
         """
         state = self.get_status(request_id, status_url)
-        if state.status is SegmindStatus.COMPLETED:
+        if state.status.rule.meaning is Meaning.SUCCEEDED:
             return self.get_result(request_id, response_url)
         return state
 
@@ -323,7 +348,7 @@ class SegmindHook(BaseHook):
     ) -> RequestState:
         """Async twin of :meth:`get_state`."""
         state = await self.aget_status(request_id, status_url)
-        if state.status is SegmindStatus.COMPLETED:
+        if state.status.rule.meaning is Meaning.SUCCEEDED:
             return await self.aget_result(request_id, response_url)
         return state
 
@@ -370,13 +395,3 @@ class SegmindHook(BaseHook):
         finally:
             self.close()
         return False, "Segmind answered a status for a random request id; is the host a Segmind API?"
-
-
-def submit_outcome_unknown(spec: RequestSpec, cause: str, conn_id: str) -> SegmindSubmitOutcomeUnknown:
-    """The error for a submit whose answer was lost after it was sent."""
-    return SegmindSubmitOutcomeUnknown(
-        f"The outcome of {spec.describe()} is unknown ({cause} after the request was sent): Segmind may "
-        "have created and billed a job. It was not resubmitted, to avoid paying twice. Check the "
-        "Segmind dashboard's request history; clear the task to submit again if no job exists",
-        conn_id=conn_id,
-    )

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aleph.inputs import (
-    MAX_VIDEO_BYTES,
-    remote_size,
-    require_aspect_ratio,
-    require_input,
-    require_prompt,
-    require_seed,
-    require_video_size,
-)
+from airflow_provider_aleph.exceptions import InvalidParameter
+from airflow_provider_aleph.inputs import MIB, FileInput, shown
 from airflow_provider_aleph.operators.segmind import SegmindSubmitOperator
-from airflow_provider_aleph.storage import is_object_storage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,6 +15,53 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 ALEPH_MODEL = "runway-gen4-aleph"
+#: Segmind's limit on an input video ("max 16MB"), read generously as MiB.
+MAX_VIDEO_BYTES = 16 * MIB
+#: Aleph uses about the first 5 seconds of the input video.
+VIDEO_SECONDS_USED = 5.0
+ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
+#: Seeds are sent as JSON integers; a signed 64-bit range is what any backend can hold.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+SEED_DIGITS = len(str(SEED_MAX))
+INTEGER = re.compile(r"-?[0-9]+")
+
+
+def require_prompt(value: Any) -> str:
+    """A non-empty text prompt."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidParameter(
+            "prompt",
+            f"must be a non-empty string describing the edit (e.g. 'make it winter'); got {shown(value)}",
+        )
+    return value
+
+
+def require_aspect_ratio(value: Any) -> str | None:
+    """None, or one of the aspect ratios Aleph supports."""
+    if value is None or value in ASPECT_RATIOS:
+        return value
+    raise InvalidParameter("aspect_ratio", f"must be one of {', '.join(ASPECT_RATIOS)} or None; got {shown(value)}")
+
+
+def require_seed(value: Any) -> int | None:
+    """None or a 64-bit integer; a string of digits (a rendered template) is converted."""
+    if value is None:
+        return None
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text in ("", "None"):
+            return None
+        # Length first: int() refuses strings past Python's digit limit with a bare ValueError.
+        if len(text) <= SEED_DIGITS + 1 and INTEGER.fullmatch(text):
+            number = int(text)
+    if number is not None and SEED_MIN <= number <= SEED_MAX:
+        return number
+    raise InvalidParameter(
+        "seed", f"must be an integer from {SEED_MIN} to {SEED_MAX} (or a string of digits); got {shown(value)}"
+    )
 
 
 class RunwayAlephOperator(SegmindSubmitOperator):
@@ -52,6 +92,12 @@ class RunwayAlephOperator(SegmindSubmitOperator):
         "output_path",
     )
     require_output_url = True
+    file_inputs = (
+        FileInput("video", max_bytes=MAX_VIDEO_BYTES, seconds_used=VIDEO_SECONDS_USED, required=True),
+        FileInput("reference_image"),
+    )
+    # Only the declared fields are files: a prompt that happens to look like a URI is text.
+    resolve_every_storage_value = False
 
     def __init__(
         self,
@@ -70,35 +116,26 @@ class RunwayAlephOperator(SegmindSubmitOperator):
         self.reference_image = reference_image
         self.seed = seed
 
+    def given_inputs(self) -> dict[str, Any]:
+        """The parameters as given, by payload field."""
+        return {
+            "prompt": self.prompt,
+            "video": self.video,
+            "aspect_ratio": self.aspect_ratio,
+            "reference_image": self.reference_image,
+            "seed": self.seed,
+        }
+
     def build_payload(self) -> dict[str, Any]:
         """Validate the rendered parameters into the request body."""
-        payload: dict[str, Any] = {
-            "prompt": require_prompt(self.prompt),
-            "video": require_input("video", self.video, required=True),
+        given = self.given_inputs()
+        payload = {
+            "prompt": require_prompt(given["prompt"]),
+            "video": given["video"],
+            "aspect_ratio": require_aspect_ratio(given["aspect_ratio"]),
+            "reference_image": given["reference_image"],
+            "seed": require_seed(given["seed"]),
         }
-        optional = {
-            "aspect_ratio": require_aspect_ratio(self.aspect_ratio),
-            "reference_image": require_input("reference_image", self.reference_image, required=False),
-            "seed": require_seed(self.seed),
-        }
-        payload.update({name: value for name, value in optional.items() if value is not None})
-        return payload
-
-    def resolve_inputs(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Presign or upload object storage inputs, and refuse inputs Segmind could not fetch or a video
-        over 16 MiB (from the object's metadata or the server's answer) before anything is spent."""
-        resolved = dict(payload)
-        if is_object_storage(payload["video"]):
-            resolved["video"] = self.resolve_input("video", payload["video"], max_bytes=MAX_VIDEO_BYTES)
-        else:
-            require_video_size(payload["video"])
-        reference = payload.get("reference_image")
-        if reference is not None and is_object_storage(reference):
-            resolved["reference_image"] = self.resolve_input("reference_image", reference)
-        elif reference is not None:
-            remote_size("reference_image", reference)
-        return resolved
-
-    def lineage_inputs(self) -> list[Any]:
-        """The input video and reference image, as given."""
-        return [value for value in (self.video, self.reference_image) if value]
+        return self.check_files(
+            {name: value for name, value in payload.items() if value is not None or name == "video"}
+        )

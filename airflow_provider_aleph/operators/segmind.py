@@ -9,26 +9,35 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_aleph.events import terminal_event
-from airflow_provider_aleph.exceptions import SegmindError
+from airflow_provider_aleph.access import allowed_hosts_param, host_of, local_roots_param
+from airflow_provider_aleph.events import conclude, finish, task_failure, wait_in_worker
+from airflow_provider_aleph.exceptions import InvalidParameter, SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
-from airflow_provider_aleph.inputs import InvalidParameter, is_http_url
+from airflow_provider_aleph.inputs import (
+    FileInput,
+    InputPolicy,
+    lineage_inputs,
+    require_file,
+    require_input_mode,
+    resolve_files,
+)
 from airflow_provider_aleph.lineage import openlineage_facets
 from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
 from airflow_provider_aleph.reattach import Resume, StoredRequest, fingerprint, recover, remember, state_store
-from airflow_provider_aleph.results import airflow_error, finish_wait, wait_in_worker
-from airflow_provider_aleph.storage import INPUT_MODES, is_object_storage, resolve_input
+from airflow_provider_aleph.storage.outbound import check_output_path
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Sequence
 
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
     from airflow_provider_aleph.protocol import SubmitResponse
     from airflow_provider_aleph.reattach import Recovery
+    from airflow_provider_aleph.types import SegmindResult, StateStore
 
 MODEL_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -38,10 +47,13 @@ class SegmindSubmitOperator(BaseOperator):
 
     XCom ``request_id`` is pushed as soon as Segmind accepts the job. The return value is a dict
     with ``request_id``, ``status``, ``output_url``, ``output_path`` (None when no copy is made),
-    ``metrics`` and the raw ``output``.
+    ``metrics``, the raw ``output`` and ``cost`` (see :class:`~airflow_provider_aleph.types.SegmindResult`).
 
     On Airflow 3.3+ the request is kept in the task's ``task_state_store``: a later try of the same
     task instance waits on it again, or reuses its result, instead of paying for a new job.
+
+    A subclass for a particular model declares its file fields in :attr:`file_inputs`; checks,
+    presigning or uploading, size limits and lineage follow from the declaration.
 
     :param model: the model slug, e.g. ``runway-gen4-aleph`` (templated).
     :param payload: the model's parameters as a dict (templated). Top-level values that are object
@@ -54,6 +66,11 @@ class SegmindSubmitOperator(BaseOperator):
         filesystem can sign one, else an upload to Segmind's files API), ``presign`` or ``upload``.
     :param output_path: where to copy the output (URI string or ``ObjectStoragePath``; a path ending
         in ``/`` is a folder), right after the job completes (templated).
+    :param local_roots: folders that local inputs (``file://``, local ``ObjectStoragePath``) and a local
+        ``output_path`` may resolve under, symlinks and ``..`` resolved (not templated: a run's params
+        cannot widen it). Default none: local files are refused.
+    :param allowed_hosts: private or loopback hosts (``host`` or ``host:port``) that http(s) inputs may
+        name (not templated). The connection's own API and files API hosts are always allowed.
 
     Each ``Asset`` in the task's ``outlets`` gets, with every copied output, an asset event whose
     extra carries ``output_path``, ``request_id`` and ``output_url``.
@@ -66,6 +83,10 @@ class SegmindSubmitOperator(BaseOperator):
 
     #: Whether a COMPLETED result without an output URL is a failure (True for video models).
     require_output_url: bool = False
+    #: The payload fields that name files the model reads.
+    file_inputs: tuple[FileInput, ...] = ()
+    #: Whether undeclared top-level object storage values are resolved too (a model we know nothing of).
+    resolve_every_storage_value: bool = True
 
     def __init__(
         self,
@@ -78,6 +99,8 @@ class SegmindSubmitOperator(BaseOperator):
         timeout: float | timedelta = timedelta(hours=1),
         input_mode: str = "auto",
         output_path: str | ObjectStoragePath | None = None,
+        local_roots: Sequence[str | os.PathLike[str]] | None = None,
+        allowed_hosts: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,19 +112,21 @@ class SegmindSubmitOperator(BaseOperator):
         self.timeout = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
         self.input_mode = input_mode
         self.output_path = output_path
+        self.local_roots = local_roots_param(local_roots)
+        self.allowed_hosts = allowed_hosts_param(allowed_hosts)
         if self.poll_interval <= 0:
             raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
         if self.timeout.total_seconds() <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
-        if "{{" not in str(input_mode) and input_mode not in INPUT_MODES:
-            raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}; got {input_mode!r}")
+        if "{{" not in str(input_mode):
+            require_input_mode(input_mode)  # a literal is checked at parse time, a template once rendered
 
     @cached_property
     def hook(self) -> SegmindHook:
         """The hook for this task's connection."""
         return SegmindHook(self.segmind_conn_id)
 
-    # -- what to submit: subclasses validate their own parameters ------------------------------
+    # -- what to submit: subclasses build and check their own parameters ---------------------------
 
     def build_payload(self) -> dict[str, Any]:
         """The validated body to submit; raises InvalidParameter before anything is spent."""
@@ -115,34 +140,51 @@ class SegmindSubmitOperator(BaseOperator):
                 payload = json.loads(payload)
         if not isinstance(payload, dict):
             raise InvalidParameter("payload", f"must be a dict of the model's parameters; got {type(payload).__name__}")
-        return payload
+        return self.check_files(payload)
 
-    def check_input_mode(self) -> None:
-        """Refuse an ``input_mode`` (possibly templated) outside the allowed ones."""
-        if self.input_mode not in INPUT_MODES:
-            raise InvalidParameter("input_mode", f"must be one of {', '.join(INPUT_MODES)}; got {self.input_mode!r}")
+    def check_files(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Check the declared file fields of ``payload``; an optional one that is None is left out."""
+        checked = dict(payload)
+        for spec in self.file_inputs:
+            value = require_file(spec, checked.get(spec.name))
+            if value is None:
+                checked.pop(spec.name, None)
+            else:
+                checked[spec.name] = value
+        return checked
+
+    def given_inputs(self) -> Any:
+        """The parameters as the user gave them (for lineage); the payload here, the fields in a subclass."""
+        return self.payload
+
+    def input_policy(self) -> InputPolicy:
+        """How inputs reach Segmind and what the worker may touch for them (``input_mode`` checked here)."""
+        params = self.hook.get_conn_params()
+        # The connection's own hosts, any port: an emulator (or a private gateway) its owner set up.
+        own = (host_of(params.base_url), host_of(params.upload_url))
+        return InputPolicy(require_input_mode(self.input_mode), self.local_roots, self.allowed_hosts + own)
 
     def resolve_inputs(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Turn object storage inputs into URLs Segmind can fetch; subclasses add their own checks."""
-        return {
-            name: self.resolve_input(name, value) if is_object_storage(value) else value
-            for name, value in payload.items()
-        }
-
-    def resolve_input(self, name: str, value: Any, max_bytes: int | None = None) -> str:
-        """One object storage input, presigned or uploaded as ``input_mode`` says."""
-        return resolve_input(name, value, mode=self.input_mode, hook=self.hook, max_bytes=max_bytes, log=self.log)
+        """Check every file input and turn object storage into URLs Segmind can fetch."""
+        return resolve_files(
+            payload,
+            self.file_inputs,
+            policy=self.input_policy(),
+            hook=self.hook,
+            log=self.log,
+            every_storage_value=self.resolve_every_storage_value,
+        )
 
     # -- running --------------------------------------------------------------------------------
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> SegmindResult:
         """Validate, reattach or submit, push ``request_id``, then defer (or wait here) until the job ends."""
         reset_output_url(context["ti"])
         try:
             payload = self.build_payload()
-            self.check_input_mode()
+            check_output_path(self.output_path, local_roots=self.local_roots)
         except InvalidParameter as err:
-            raise AirflowFailException(f"{err} (nothing was submitted)") from None
+            raise task_failure(err, retry_safe=True, note="nothing was submitted") from None
         digest = fingerprint(self.model, payload)
         store = state_store(context, self.log)
         if store is not None:
@@ -151,52 +193,57 @@ class SegmindSubmitOperator(BaseOperator):
                 return self._resume(context, recovery)
         try:
             payload = self.resolve_inputs(payload)
-        except InvalidParameter as err:
-            raise AirflowFailException(f"{err} (nothing was submitted)") from None
+        except (InvalidParameter, SegmindError) as err:
+            raise task_failure(err, retry_safe=True, note="nothing was submitted") from None
         submitted = self._submit(payload)
         now = datetime.now(UTC)
         if store is not None:
             remember(store, StoredRequest.from_submit(submitted, digest, now.isoformat()))
         context["ti"].xcom_push(key="request_id", value=submitted.request_id)
         self.log.info("Submitted to Segmind model %s: request_id=%s, status QUEUED", self.model, submitted.request_id)
-        return self._wait(context, submitted.request_id, submitted.status_url, submitted.response_url, now)
+        return self._wait(context, submitted, now)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> SegmindResult:
         """Resume after the trigger fired: check its event, copy the output, return the result or fail."""
         return self._finish(context, event)
 
-    def _recover(self, store: Any, digest: str) -> Recovery | None:
+    def _submit(self, payload: dict[str, Any]) -> SubmitResponse:
         try:
-            return recover(store, self.hook, digest, self.log)
+            return self.hook.submit(self.model, payload)
         except SegmindError as err:
-            raise airflow_error(err) from None
+            # A retryable error here created nothing (the hook retries a POST only then, and raises the
+            # never-retryable "outcome unknown" otherwise): an Airflow retry cannot pay twice.
+            raise task_failure(err, retry_safe=True) from None
         finally:
             self.hook.close()
 
-    def _resume(self, context: Context, recovery: Recovery) -> dict[str, Any]:
+    def _recover(self, store: StateStore, digest: str) -> Recovery | None:
+        try:
+            return recover(store, self.hook, digest, self.log)
+        except SegmindError as err:
+            raise task_failure(err, retry_safe=True) from None
+        finally:
+            self.hook.close()
+
+    def _resume(self, context: Context, recovery: Recovery) -> SegmindResult:
         stored = recovery.stored
         context["ti"].xcom_push(key="request_id", value=stored.request_id)
         if recovery.action is Resume.DONE and recovery.state is not None:
-            event = terminal_event(recovery.state)
+            event = conclude(recovery.state)
             return self._finish(context, event.to_payload() if event else None)
         submitted_at = datetime.fromisoformat(stored.submitted_at) if stored.submitted_at else None
-        return self._wait(context, stored.request_id, stored.status_url, stored.response_url, submitted_at)
+        return self._wait(context, stored, submitted_at)
 
     def _wait(
-        self,
-        context: Context,
-        request_id: str,
-        status_url: str | None,
-        response_url: str | None,
-        submitted_at: datetime | None,
-    ) -> dict[str, Any]:
+        self, context: Context, request: SubmitResponse | StoredRequest, submitted_at: datetime | None
+    ) -> SegmindResult:
         trigger = SegmindRequestTrigger(
-            request_id=request_id,
+            request_id=request.request_id,
             segmind_conn_id=self.segmind_conn_id,
             deadline=datetime.now(UTC) + self.timeout,
             poll_interval=self.poll_interval,
-            status_url=status_url,
-            response_url=response_url,
+            status_url=request.status_url,
+            response_url=request.response_url,
             submitted_at=submitted_at,
         )
         if self.deferrable:
@@ -206,17 +253,10 @@ class SegmindSubmitOperator(BaseOperator):
         self.log.info("Waiting in the worker (deferrable=False), polling every %.1fs", self.poll_interval)
         return self._finish(context, wait_in_worker(trigger))
 
-    def _submit(self, payload: dict[str, Any]) -> SubmitResponse:
-        try:
-            return self.hook.submit(self.model, payload)
-        except SegmindError as err:
-            raise airflow_error(err) from None
-        finally:
-            self.hook.close()
-
-    def _finish(self, context: Context, payload: Any) -> dict[str, Any]:
+    def _finish(self, context: Context, payload: Any) -> SegmindResult:
+        # After a submit, a retry pays again unless the state store lets it reattach.
         retry_safe = context.get("task_state_store") is not None
-        result = finish_wait(self, context, payload, require_output_url=self.require_output_url, retry_safe=retry_safe)
+        result = finish(self, context, payload, require_output_url=self.require_output_url, retry_safe=retry_safe)
         self.delivered_path = result["output_path"]
         return result
 
@@ -225,12 +265,10 @@ class SegmindSubmitOperator(BaseOperator):
     #: Where the last successful run of this operator object copied its output (for lineage).
     delivered_path: str | None = None
 
-    def lineage_inputs(self) -> list[Any]:
-        """The input files this job reads (URLs, object storage URIs or paths) as given by the user."""
-        payload = self.payload if isinstance(self.payload, dict) else {}
-        return [value for value in payload.values() if is_object_storage(value) or is_http_url(value)]
-
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the input files and the copied output (called by the OpenLineage provider)."""
+        inputs = lineage_inputs(
+            self.given_inputs(), self.file_inputs, every_file_value=self.resolve_every_storage_value
+        )
         outputs = [self.delivered_path] if self.delivered_path else []
-        return openlineage_facets(self.lineage_inputs(), outputs)
+        return openlineage_facets(inputs, outputs)

@@ -6,23 +6,23 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import (
-    AirflowFailException,
-    BaseSensorOperator,
-    PokeReturnValue,
-)
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_provider_aleph.events import terminal_event
-from airflow_provider_aleph.exceptions import SegmindError
+from airflow_provider_aleph.access import local_roots_param
+from airflow_provider_aleph.events import conclude, finish, task_failure
+from airflow_provider_aleph.exceptions import InvalidParameter, SegmindError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
-from airflow_provider_aleph.results import airflow_error, finish_wait
-from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+from airflow_provider_aleph.storage.outbound import check_output_path
+from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger, note_state
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Sequence
 
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_aleph.types import SegmindResult
 
 
 class SegmindRequestSensor(BaseSensorOperator):
@@ -39,6 +39,8 @@ class SegmindRequestSensor(BaseSensorOperator):
     :param poll_interval: seconds between status polls (also the poke interval).
     :param require_output_url: fail when the COMPLETED result has no output URL.
     :param output_path: where to copy the output, as for the operators (templated).
+    :param local_roots: folders a local ``output_path`` may resolve under, as for the operators (not
+        templated; default none).
 
     Asset outlets get the same event extra as the operators' (``output_path``, ``request_id``,
     ``output_url``).
@@ -57,6 +59,7 @@ class SegmindRequestSensor(BaseSensorOperator):
         poll_interval: float = 10.0,
         require_output_url: bool = False,
         output_path: str | ObjectStoragePath | None = None,
+        local_roots: Sequence[str | os.PathLike[str]] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
@@ -67,6 +70,8 @@ class SegmindRequestSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.poll_interval = float(poll_interval)
         self.require_output_url = require_output_url
+        self.local_roots = local_roots_param(local_roots)
+        self._reported: str | None = None
 
     @cached_property
     def hook(self) -> SegmindHook:
@@ -75,10 +80,12 @@ class SegmindRequestSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Defer to the trigger (default) or poke until the request finishes."""
-        if not isinstance(self.request_id, str) or not self.request_id.strip():
-            raise AirflowFailException(
-                f"Invalid parameter 'request_id': must be a non-empty string; got {self.request_id!r}"
-            )
+        try:
+            if not isinstance(self.request_id, str) or not self.request_id.strip():
+                raise InvalidParameter("request_id", f"must be a non-empty string; got {self.request_id!r}")
+            check_output_path(self.output_path, local_roots=self.local_roots)
+        except InvalidParameter as err:
+            raise task_failure(err, retry_safe=True) from None
         reset_output_url(context["ti"])
         if self.deferrable:
             now = datetime.now(UTC)
@@ -98,16 +105,19 @@ class SegmindRequestSensor(BaseSensorOperator):
         try:
             state = self.hook.get_state(self.request_id)
         except SegmindError as err:
-            raise airflow_error(err) from None
+            # The sensor never submits: any Airflow retry waits on the same request.
+            raise task_failure(err, retry_safe=True) from None
         finally:
             self.hook.close()
-        self.log.info("Segmind request %s is %s", self.request_id, state.status.value)
-        event = terminal_event(state)
+        if state.reported != self._reported:
+            note_state(self.log, state)
+            self._reported = state.reported
+        event = conclude(state)
         if event is None:
             return False
         return PokeReturnValue(is_done=True, xcom_value=self.execute_complete(context, event.to_payload()))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> SegmindResult:
         """Turn the final event into the result dict (copying the output when asked), or fail the task."""
         # The sensor never submits: any Airflow retry waits on the same request.
-        return finish_wait(self, context, event, require_output_url=self.require_output_url, retry_safe=True)
+        return finish(self, context, event, require_output_url=self.require_output_url, retry_safe=True)

@@ -11,20 +11,27 @@ from __future__ import annotations
 from airflow_provider_aleph.storage.inbound import (
     DEFAULT_PRESIGN_SECONDS,
     INPUT_MODES,
+    check_input,
     content_type_of,
+    require_input_mode,
     resolve_input,
 )
 from airflow_provider_aleph.storage.outbound import OutputCopyError, copy_output
-from airflow_provider_aleph.storage.paths import display_url, is_object_storage, to_path
+from airflow_provider_aleph.storage.paths import Source, classify, display_url, is_http_url, is_object_storage, to_path
 
 __all__ = [
     "DEFAULT_PRESIGN_SECONDS",
     "INPUT_MODES",
     "OutputCopyError",
+    "Source",
+    "check_input",
+    "classify",
     "content_type_of",
     "copy_output",
     "display_url",
+    "is_http_url",
     "is_object_storage",
+    "require_input_mode",
     "resolve_input",
     "to_path",
 ]

@@ -9,25 +9,27 @@ from __future__ import annotations
 import mimetypes
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aleph.inputs import InvalidParameter, is_http_url
+from airflow_provider_aleph.exceptions import InvalidParameter
 from airflow_provider_aleph.protocol import UPLOAD_PIECE_BYTES, UploadBody
 from airflow_provider_aleph.storage.paths import (
     bucket_of,
     conn_id_of,
     display_url,
+    is_http_url,
     is_public_url,
     mask_url_secrets,
     to_path,
 )
 
 if TYPE_CHECKING:
-    import logging
+    from collections.abc import Callable
     from typing import BinaryIO
 
     from airflow.providers.common.compat.sdk import ObjectStoragePath
     from fsspec import AbstractFileSystem
 
     from airflow_provider_aleph.hooks.segmind import SegmindHook
+    from airflow_provider_aleph.types import TaskLog
 
 INPUT_MODES = ("auto", "presign", "upload")
 #: How long a presigned input URL stays valid: a job may wait in Segmind's queue before it is fetched.
@@ -39,6 +41,38 @@ _METADATA_TYPE_KEYS = ("ContentType", "content_type", "contentType", "mimetype")
 _MIB = 1024 * 1024
 
 
+def too_large(
+    parameter: str, shown: str, size: int, limit: int, *, seconds_used: float | None = None
+) -> InvalidParameter:
+    """The refusal of an input of ``size`` bytes over ``limit``, with the advice to trim a video.
+
+    :param parameter: the parameter's name.
+    :param shown: the file as shown to the user (URI, or URL without its query).
+    :param size: its size in bytes.
+    :param limit: the largest size accepted.
+    :param seconds_used: how many seconds of a video the model uses, if it says.
+    """
+
+    def amount(n: int) -> str:
+        return f"{n} bytes" if n < _MIB else f"{n / _MIB:.1f} MiB ({n} bytes)"
+
+    ceiling = f"{limit / _MIB:g} MiB" if limit >= _MIB else f"{limit} bytes"
+    trim = f" (the model uses only about the first {seconds_used:g} s: trim it)" if seconds_used else ""
+    return InvalidParameter(parameter, f"{shown} is {amount(size)}; at most {ceiling} is accepted{trim}")
+
+
+def require_input_mode(value: Any, *, concerning: str = "") -> str:
+    """An ``input_mode``: one of :data:`INPUT_MODES` (the one check of it, at parse time and once rendered).
+
+    :param value: the value given.
+    :param concerning: the input it was to apply to, for the message.
+    """
+    if value not in INPUT_MODES:
+        where = f" (for {concerning})" if concerning else ""
+        raise InvalidParameter("input_mode", f"must be one of {', '.join(INPUT_MODES)}; got {value!r}{where}")
+    return str(value)
+
+
 def resolve_input(
     name: str,
     value: str | ObjectStoragePath,
@@ -46,8 +80,9 @@ def resolve_input(
     mode: str,
     hook: SegmindHook,
     max_bytes: int | None,
-    log: logging.Logger | Any,
+    log: TaskLog,
     expiration: int = DEFAULT_PRESIGN_SECONDS,
+    refuse_size: Callable[[str, int], InvalidParameter] | None = None,
 ) -> str:
     """An http(s) URL Segmind can fetch for an object storage input, presigned or uploaded.
 
@@ -63,23 +98,49 @@ def resolve_input(
     :param max_bytes: the largest size accepted, or None for no limit.
     :param log: where to say what was done (a presigned URL is logged without its query).
     :param expiration: seconds a presigned URL stays valid.
+    :param refuse_size: builds the refusal of a file over ``max_bytes`` from its URI and size (the
+        field's declaration words it); :func:`too_large` without advice when None.
     """
-    if mode not in INPUT_MODES:
-        raise InvalidParameter(
-            "input_mode", f"must be one of {', '.join(INPUT_MODES)}; got {mode!r} (for {name} {value!s})"
-        )
-    path = _path(name, value)
-    # Messages name the URI as the user wrote it (Airflow 3.0 rewrites some when parsing).
-    shown = value.strip() if isinstance(value, str) else str(path)
-    fs = _filesystem(name, path, shown)
-    info = _metadata(name, path, fs, shown)
-    size = _checked_size(name, shown, info, max_bytes)
+    require_input_mode(mode, concerning=f"{name} {value!s}")
+    path, fs, shown, info, size = _inspect(name, value, max_bytes, refuse_size)
     if mode != "upload":
         url = _presigned(name, path, fs, shown, expiration=expiration, required=mode == "presign", log=log)
         if url is not None:
             log.info("Input %s: presigned %s for %d s as %s", name, shown, expiration, display_url(url))
             return url
     return _uploaded(name, path, fs, shown, info=info, size=size, hook=hook, log=log)
+
+
+def check_input(
+    name: str,
+    value: str | ObjectStoragePath,
+    *,
+    max_bytes: int | None,
+    refuse_size: Callable[[str, int], InvalidParameter] | None = None,
+) -> None:
+    """Refuse an object storage input from its metadata alone (see :func:`resolve_input`), reading nothing
+    and uploading nothing: so every input of a job is checked before any of them is uploaded.
+
+    :param name: the parameter's name.
+    :param value: an object storage URI or an ``ObjectStoragePath``.
+    :param max_bytes: the largest size accepted, or None for no limit.
+    :param refuse_size: builds the refusal of a file over ``max_bytes``, as for :func:`resolve_input`.
+    """
+    _inspect(name, value, max_bytes, refuse_size)
+
+
+def _inspect(
+    name: str,
+    value: str | ObjectStoragePath,
+    max_bytes: int | None,
+    refuse_size: Callable[[str, int], InvalidParameter] | None,
+) -> tuple[ObjectStoragePath, AbstractFileSystem, str, dict[str, Any], int | None]:
+    path = _path(name, value)
+    # Messages name the URI as the user wrote it (Airflow 3.0 rewrites some when parsing).
+    shown = value.strip() if isinstance(value, str) else str(path)
+    fs = _filesystem(name, path, shown)
+    info = _metadata(name, path, fs, shown)
+    return path, fs, shown, info, _checked_size(name, shown, info, max_bytes, refuse_size)
 
 
 def content_type_of(info: dict[str, Any], filename: str) -> str:
@@ -140,7 +201,10 @@ def _metadata(name: str, path: ObjectStoragePath, fs: AbstractFileSystem, shown:
     except PermissionError as exc:
         raise InvalidParameter(name, f"access to {shown} was denied (connection {conn_id_of(path)!r}): {exc}") from None
     except Exception as exc:
-        raise InvalidParameter(name, f"could not read the metadata of {shown}: {type(exc).__name__}: {exc}") from None
+        # Anything else (a network error, throttling, a 5xx from the store) may pass on another try.
+        raise InvalidParameter(
+            name, f"could not read the metadata of {shown}: {type(exc).__name__}: {exc}", retryable=True
+        ) from None
     if info.get("type") == "directory":
         raise InvalidParameter(name, f"{shown} is a directory; give the URI of one file")
     return dict(info)
@@ -161,18 +225,20 @@ def _missing(path: ObjectStoragePath, fs: AbstractFileSystem, shown: str) -> str
     return f"{shown} does not exist"
 
 
-def _checked_size(name: str, shown: str, info: dict[str, Any], max_bytes: int | None) -> int | None:
+def _checked_size(
+    name: str,
+    shown: str,
+    info: dict[str, Any],
+    max_bytes: int | None,
+    refuse: Callable[[str, int], InvalidParameter] | None,
+) -> int | None:
     size = info.get("size")
     if not isinstance(size, int):
         return None
     if size == 0:
         raise InvalidParameter(name, f"{shown} is empty")
     if max_bytes is not None and size > max_bytes:
-        raise InvalidParameter(
-            name,
-            f"{shown} is {size / _MIB:.1f} MiB ({size} bytes); at most {max_bytes / _MIB:.0f} MiB is accepted "
-            "(for a video only about the first 5 s are used: trim it)",
-        )
+        raise refuse(shown, size) if refuse is not None else too_large(name, shown, size, max_bytes)
     return size
 
 
@@ -184,7 +250,7 @@ def _presigned(
     *,
     expiration: int,
     required: bool,
-    log: logging.Logger | Any,
+    log: TaskLog,
 ) -> str | None:
     """A presigned URL, or None in ``auto`` mode when uploading is the better way."""
     try:
@@ -226,7 +292,7 @@ def _uploaded(
     info: dict[str, Any],
     size: int | None,
     hook: SegmindHook,
-    log: logging.Logger | Any,
+    log: TaskLog,
 ) -> str:
     if size is None:
         raise InvalidParameter(name, f"the storage of {shown} does not report its size, so it cannot be uploaded")

@@ -8,26 +8,27 @@ stays downloadable for days, so no new (paid) job is needed.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import httpx
 import tenacity
 
 from airflow_provider_aleph import __version__
-from airflow_provider_aleph.exceptions import SegmindError
-from airflow_provider_aleph.inputs import is_http_url
+from airflow_provider_aleph.access import require_under_roots
+from airflow_provider_aleph.exceptions import InvalidParameter, SegmindError
 from airflow_provider_aleph.protocol import USER_AGENT
-from airflow_provider_aleph.storage.paths import display_url, is_local, to_path
+from airflow_provider_aleph.storage.paths import display_url, is_http_url, is_local, to_path
 
 if TYPE_CHECKING:
-    import logging
-
     from airflow.providers.common.compat.sdk import ObjectStoragePath
     from fsspec import AbstractFileSystem
+
+    from airflow_provider_aleph.types import TaskLog
 
 #: Buffer of a remote store's writer (S3's smallest multipart part is 5 MiB): bounds memory per copy.
 WRITE_BLOCK_BYTES = 8 * 1024 * 1024
@@ -61,7 +62,7 @@ def copy_output(
     url: str,
     output_path: str | ObjectStoragePath,
     *,
-    log: logging.Logger | Any,
+    log: TaskLog,
     attempts: int = 5,
     backoff: float = 1.0,
     timeout: float = 60.0,
@@ -124,11 +125,38 @@ def copy_output(
     return dest
 
 
+def check_output_path(output_path: str | ObjectStoragePath | None, *, local_roots: tuple[str, ...]) -> None:
+    """Refuse, before anything is spent, an ``output_path`` the copy could not or may not write: one that
+    is not a path, a local one outside ``local_roots``, or a local folder that cannot be written.
+
+    :param output_path: the rendered ``output_path``; None or empty for no copy.
+    :param local_roots: the folders local outputs may resolve under (the operator's ``local_roots``).
+    """
+    if output_path is None or (isinstance(output_path, str) and not output_path.strip()):
+        return
+    try:
+        path = _as_path(output_path)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise InvalidParameter("output_path", f"{output_path!s} is not usable: {exc}") from None
+    require_under_roots("output_path", path, local_roots, shown=str(output_path))
+    if is_local(path.fs):
+        existing = os.path.realpath(str(path.path))
+        while not os.path.exists(existing) and existing != os.path.dirname(existing):
+            existing = os.path.dirname(existing)
+        if not os.access(existing, os.W_OK):
+            raise InvalidParameter("output_path", f"{output_path!s} cannot be written: {existing} is not writable")
+
+
+def _as_path(output_path: str | ObjectStoragePath) -> ObjectStoragePath:
+    text = output_path.strip() if isinstance(output_path, str) else None
+    # A bare absolute path is a local file: the common case of a shared volume.
+    return to_path(f"file://{text}" if text and text.startswith("/") else output_path)
+
+
 def _destination(url: str, output_path: str | ObjectStoragePath) -> ObjectStoragePath:
     text = output_path.strip() if isinstance(output_path, str) else None
     try:
-        # A bare absolute path is a local file: the common case of a shared volume.
-        path = to_path(f"file://{text}" if text and text.startswith("/") else output_path)
+        path = _as_path(output_path)
     except (ValueError, TypeError, ImportError) as exc:
         raise OutputCopyError(
             f"Cannot copy {display_url(url)}: output_path {output_path!s} is not usable: {exc}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
 from typing import TYPE_CHECKING, Any
@@ -19,17 +20,45 @@ _SECRET_QUERY = re.compile(r"signature|token|credential|^sig$", re.IGNORECASE)
 _PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".lan", ".home.arpa")
 
 
+class Source(enum.Enum):
+    """Where an input file comes from, which decides how Segmind gets it."""
+
+    URL = "url"
+    """An http(s) URL: Segmind fetches it itself."""
+    STORAGE = "storage"
+    """An object storage URI (``s3://``, ``gs://``, ``file://``...) or an ``ObjectStoragePath``: the worker
+    presigns or uploads it."""
+
+
+def classify(value: object) -> Source | None:
+    """Whether ``value`` is an http(s) URL, object storage, or neither (None): the one place inputs are told apart.
+
+    :param value: an operator input as given (surrounding spaces are ignored).
+    """
+    if isinstance(value, ObjectStoragePath):
+        return Source.STORAGE
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    match = _SCHEME.match(text)
+    if match is None or len(text) == match.end() or any(char.isspace() for char in text):
+        return None
+    if match.group(1).lower() in _WEB_SCHEMES:
+        return Source.URL if urlsplit(text).netloc else None
+    return Source.STORAGE
+
+
+def is_http_url(value: object) -> bool:
+    """Whether ``value`` is an http(s) URL string (which Segmind can fetch itself)."""
+    return classify(value) is Source.URL
+
+
 def is_object_storage(value: object) -> bool:
     """Whether ``value`` is object storage: an ``ObjectStoragePath``, or a URI string whose scheme is not http(s).
 
     :param value: an operator input as given.
     """
-    if isinstance(value, ObjectStoragePath):
-        return True
-    if not isinstance(value, str):
-        return False
-    match = _SCHEME.match(value.strip())
-    return match is not None and match.group(1).lower() not in _WEB_SCHEMES
+    return classify(value) is Source.STORAGE
 
 
 def to_path(value: str | ObjectStoragePath, *, conn_id: str | None = None) -> ObjectStoragePath:

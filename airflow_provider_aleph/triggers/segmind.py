@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_aleph.events import RequestEvent, error_event, terminal_event, timeout_event
+from airflow_provider_aleph.events import RequestEvent, conclude, error_event, timeout_event
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.shared import acquire_shared
 
@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from airflow_provider_aleph.hooks.segmind import SegmindHook
-    from airflow_provider_aleph.protocol import SegmindStatus
+    from airflow_provider_aleph.protocol import RequestState
     from airflow_provider_aleph.shared import SharedConnection
+    from airflow_provider_aleph.types import TaskLog
 
 
 def to_utc(value: datetime | str) -> datetime:
@@ -32,6 +33,25 @@ def to_utc(value: datetime | str) -> datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC)
+
+
+def note_state(log: TaskLog, state: RequestState, elapsed: str = "?") -> None:
+    """Log a request's new state; a state the API never documented is a warning that names it.
+
+    :param log: where to log (the trigger's, or the sensor's logger).
+    :param state: the state just read.
+    :param elapsed: time since submit.
+    """
+    if state.status.rule.documented:
+        log.info("Segmind request %s is %s (%s since submit)", state.request_id, state.reported, elapsed)
+        return
+    log.warning(
+        "Segmind request %s reports the undocumented status %r (%s since submit); treating it as still "
+        "running and polling on until it finishes or the deadline passes (never as success)",
+        state.request_id,
+        state.reported,
+        elapsed,
+    )
 
 
 class SegmindRequestTrigger(BaseTrigger):
@@ -113,7 +133,8 @@ class SegmindRequestTrigger(BaseTrigger):
     async def _wait(self, releases: contextlib.AsyncExitStack) -> RequestEvent:
         share: SharedConnection | None = None
         hook: SegmindHook | None = None
-        last: SegmindStatus | None = None
+        last: str | None = None
+        warned = False  # about an undocumented status: once per request
         while (left := self._seconds_left()) > 0:
             try:
                 # The connection lookup and retries inside the hook must not run past the deadline.
@@ -127,15 +148,14 @@ class SegmindRequestTrigger(BaseTrigger):
                 break
             except SegmindError as err:
                 return error_event(self.request_id, err)
-            if state.status is not last:
-                self.log.info(
-                    "Segmind request %s is %s (%s since submit)", self.request_id, state.status.value, self._elapsed()
-                )
-                last = state.status
-            if event := terminal_event(state, self._elapsed()):
+            if state.reported != last and (state.status.rule.documented or not warned):
+                note_state(self.log, state, self._elapsed())
+                warned = warned or not state.status.rule.documented
+            last = state.reported
+            if event := conclude(state, self._elapsed()):
                 return event
             await asyncio.sleep(max(0.0, min(share.poll_interval(self.poll_interval), self._seconds_left())))
-        return timeout_event(self.request_id, self.deadline.isoformat(), last.value if last else None)
+        return timeout_event(self.request_id, self.deadline.isoformat(), last)
 
     def _left_running(self, why: str) -> None:
         self.log.info(

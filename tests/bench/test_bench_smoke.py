@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.report import END, START
-
 REPO = Path(__file__).resolve().parents[2]
+#: The markers around the generated block of ``benchmarks/README.md``, as a reader of the file sees them.
+START = "<!-- bench:results:start -->"
+END = "<!-- bench:results:end -->"
 HEADINGS = {
     "slot": ("### 1. Worker-slot seconds per job", "### 4. API calls per completed job"),
     "scale": ("### 2. Triggerer scale",),
@@ -51,6 +52,7 @@ def test_smoke_run_writes_a_well_formed_results_table(tmp_path: Path) -> None:
     measurements = ["slot", "scale"] + (["copy"] if shutil.which("curl") else [])
     readme, results_json = tmp_path / "README.md", tmp_path / "results.json"
     original = (REPO / "benchmarks" / "README.md").read_text()
+    assert (original.count(START), original.count(END)) == (1, 1), "the README's generated block is marked"
     readme.write_text(original)
     # The benchmarks start their own Airflow homes: none of this test session's settings leak in.
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}

@@ -1,5 +1,6 @@
-"""The soak script at a small size: every paid job ends with an output or a failure naming it, none is paid
-twice. Also its accounting, fed made-up views, must catch a lost or doubled job. Nothing here is timed."""
+"""The soak script at a small size, run as a user runs it: every paid job ends with an output or a failure naming
+it, none is paid twice. Also its accounting (``tests.support.ledger``), fed made-up views, must catch a lost or
+doubled job. Nothing here is timed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.soak import Outcome, Plan, account, plan_jobs
+from tests.support.ledger import Outcome, Plan, account, plan_jobs
 
 # Nothing here depends on the Airflow version: run once, on the newest Airflow leg only.
 pytestmark = pytest.mark.airflow_independent
@@ -25,7 +26,7 @@ def test_sixty_jobs_with_faults_lose_nothing_and_pay_nothing_twice(tmp_path: Pat
     numbers = tmp_path / "soak.json"
     # The script makes its own Airflow home: none of this session's settings leak in.
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
-    command = [sys.executable, "benchmarks/soak.py", "--jobs", "60", "--fault-rate", "0.1", "--json", str(numbers)]
+    command = [sys.executable, "-m", "benchmarks.soak", "--jobs", "60", "--fault-rate", "0.1", "--json", str(numbers)]
 
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=280, check=False)
 

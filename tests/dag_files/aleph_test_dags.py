@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
@@ -9,7 +10,8 @@ from airflow.sdk import DAG, task
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 
 START = datetime(2026, 1, 1)
-FAST = {"poll_interval": 0.1}
+#: Local files the tests use live under the temporary folder; DAG code allows it, as a DAG author would.
+FAST = {"poll_interval": 0.1, "local_roots": [tempfile.gettempdir()]}
 
 with DAG(
     "aleph_deferrable", schedule=None, start_date=START, params={"video": "", "prompt": "make it winter"}
@@ -90,3 +92,7 @@ with DAG("aleph_expand_literal", schedule=None, start_date=START, params={"base"
     RunwayAlephOperator.partial(task_id="edit", prompt="make it winter", **FAST).expand(
         video=[f"{{{{ params.base }}}}/samples/sample.mp4?clip={n}" for n in range(3)]
     )
+
+# No local_roots: the default, under which a run's params cannot make the worker read a local file.
+with DAG("aleph_no_roots", schedule=None, start_date=START, params={"video": ""}) as no_roots:
+    RunwayAlephOperator(task_id="edit", prompt="make it winter", video="{{ params.video }}", poll_interval=0.1)

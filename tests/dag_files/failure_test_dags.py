@@ -6,6 +6,7 @@ The video URL comes in as run conf; connections are set by the tests in the envi
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,8 @@ from airflow_provider_aleph.operators.segmind import SegmindSubmitOperator
 
 START = datetime(2026, 1, 1)
 RETRIES = {"retries": 2, "retry_delay": timedelta(0)}
-FAST = {"poll_interval": 0.1}
+#: Local files the tests use live under the temporary folder; DAG code allows it, as a DAG author would.
+FAST = {"poll_interval": 0.1, "local_roots": [tempfile.gettempdir()]}
 VIDEO = {"video": ""}
 
 #: Connections the tests define: a key the emulator refuses, a key without credits, a small failure budget.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
@@ -10,6 +11,8 @@ from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 
 START = datetime(2026, 1, 1)
 RETRY_ONCE = {"retries": 1, "retry_delay": timedelta(0)}
+#: Local files the tests use live under the temporary folder; DAG code allows it, as a DAG author would.
+ROOTS = [tempfile.gettempdir()]
 
 # The operator gives up waiting after 2 s; the tests make the emulator's jobs take 3 s.
 with DAG(
@@ -43,5 +46,6 @@ with DAG(
         prompt="make it winter",
         video="{{ params.video }}",
         output_path="{{ params.output_path }}",
+        local_roots=ROOTS,
         poll_interval=0.1,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
 
 from airflow.sdk import DAG
@@ -10,6 +11,8 @@ from airflow_provider_aleph.operators.segmind import SegmindSubmitOperator
 from airflow_provider_aleph.sensors.segmind import SegmindRequestSensor
 
 START = datetime(2026, 1, 1)
+#: Local files the tests use live under the temporary folder; DAG code allows it, as a DAG author would.
+ROOTS = [tempfile.gettempdir()]
 
 with DAG("segmind_generic", schedule=None, start_date=START, params={"prompt": "a snowy street"}) as generic:
     SegmindSubmitOperator(
@@ -34,6 +37,7 @@ with DAG(
         task_id="edit",
         request_id="{{ params.request_id }}",
         output_path="{{ params.output_path }}",
+        local_roots=ROOTS,
         poll_interval=0.1,
         timeout=60,
     )
@@ -48,6 +52,7 @@ with DAG(
         task_id="edit",
         request_id="{{ params.request_id }}",
         output_path="{{ params.output_path }}",
+        local_roots=ROOTS,
         deferrable=False,
         mode="reschedule",
         poll_interval=0.1,
@@ -66,5 +71,6 @@ with DAG(
         model="flux-kontext",
         payload={"prompt": "make it winter", "image": "{{ params.image }}"},
         output_path="{{ params.output_path }}",
+        local_roots=ROOTS,
         poll_interval=0.1,
     )

@@ -51,3 +51,12 @@ def test_winterize_example_puts_the_output_url_in_xcom(segmind_conn):
     result = xcom(dag_run, "return_value", task_id="winterize")
     assert result["request_id"] == job.request_id
     assert xcom(dag_run, "output_url", task_id="winterize") == result["output_url"]
+
+
+def test_the_winterize_example_admits_only_web_and_bucket_uris_as_its_video() -> None:
+    params = _load("example_aleph_winterize").dag.params
+    for bad in ("file:///etc/hostname", "/etc/hostname", "local:///x.mp4"):
+        with pytest.raises(Exception, match="does not match"):
+            params.get_param("video").resolve(bad)
+    for good in ("https://cdn.example.com/a.mp4", "s3://bucket/a.mp4", "gs://bucket/a.mp4"):
+        assert params.get_param("video").resolve(good) == good

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 from airflow.models.xcom import XComModel
@@ -15,9 +16,12 @@ from airflow_provider_aleph.emulator import Emulator
 from airflow_provider_aleph.emulator.assets import sample_bytes
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
-from airflow_provider_aleph.shared import SharedConnection, shared_connections
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 from tests.dags.helpers import state
+from tests.fakes import open_shares
+
+if TYPE_CHECKING:
+    from airflow_provider_aleph.shared import SharedConnection
 
 pytestmark = pytest.mark.dag
 
@@ -136,8 +140,8 @@ def _trigger(request_id: str, conn_id: str = "segmind_default") -> SegmindReques
 async def _shared_when_open(conn_id: str) -> SharedConnection:
     """The running loop's shared connection of ``conn_id``, once a trigger has opened it."""
     for _ in range(1000):
-        share = shared_connections().get(conn_id)
-        if share is not None and share.client is not None:
+        share = open_shares().get(conn_id)
+        if share is not None and share.channel is not None:
             return share
         await asyncio.sleep(0.01)
     raise AssertionError(f"no trigger opened a shared connection for {conn_id!r}")
@@ -154,15 +158,15 @@ async def test_key_absent_from_the_shared_client_budget_and_trigger_of_a_running
     waiting = asyncio.ensure_future(anext(trigger.run()))
     share = await _shared_when_open("segmind_default")
 
-    assert share.params.api_key == SECRET, "the key is there, only never shown"
+    assert share.channel.params.api_key == SECRET, "the key is there, only never shown"
     assert not waiting.done(), "looked at while the trigger was still polling"
     texts = [
         repr(share),
-        repr(share.params),
-        repr(share.budget),
+        repr(share.channel.params),
+        repr(share.channel.budget),
         repr(share.hook()),
-        repr(share.client),
-        json.dumps(dict(share.client.headers)),
+        repr(share.channel.client),
+        json.dumps(dict(share.channel.client.headers)),
         repr(trigger),
         json.dumps(trigger.serialize()),
     ]

@@ -18,13 +18,17 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from airflow_provider_aleph.emulator.spawn import spawn
-from benchmarks.deployment import AirflowDeployment
+from tests.support.deployment import AirflowDeployment
+from tests.support.proxy import RefusingProxy
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 #: Seconds from submit to COMPLETED in the emulator.
@@ -91,7 +95,15 @@ def e2e_emulator():
 
 
 @pytest.fixture(scope="session")
-def deployment(e2e_emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory):
+def e2e_proxy(e2e_emulator: EmulatorProcess) -> Iterator[RefusingProxy]:
+    """A TCP relay in front of the emulator's API, which the deployment's connection points at: a test
+    makes it refuse connections for a while, as an API host that is down does."""
+    with RefusingProxy(e2e_emulator.base_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def deployment(e2e_emulator: EmulatorProcess, e2e_proxy: RefusingProxy, tmp_path_factory: pytest.TempPathFactory):
     """The running Airflow deployment, shared by the e2e tests."""
     home = tmp_path_factory.mktemp("e2e-airflow-home")
     dags = home / "dags"
@@ -101,7 +113,7 @@ def deployment(e2e_emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathF
     connection = {
         "conn_type": "segmind",
         "password": API_KEY,
-        "host": e2e_emulator.base_url,
+        "host": e2e_proxy.base_url,
         "extra": {"upload_url": e2e_emulator.base_url, "max_requests_per_minute": 600},
     }
     env = {

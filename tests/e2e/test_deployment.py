@@ -20,14 +20,15 @@ import pytest
 from airflow import __version__ as airflow_version
 from packaging.version import Version
 
-from benchmarks.intervals import TaskKey
 from tests.e2e.conftest import ADMIN_PASSWORD, API_KEY, JOB_LATENCY, PARALLELISM, REPO
+from tests.support.intervals import TaskKey
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from benchmarks.deployment import AirflowDeployment
     from tests.e2e.conftest import EmulatorProcess
+    from tests.support.deployment import AirflowDeployment
+    from tests.support.proxy import RefusingProxy
 
 BATCH_DAG = "example_aleph_batch_enrichment"
 SAMPLES = REPO / "example_dags" / "sample_videos"
@@ -102,6 +103,14 @@ def jobs_in_flight(airflow: AirflowDeployment, emulator: EmulatorProcess) -> dic
     raise AssertionError(f"six jobs were not in flight within {3 * JOB_LATENCY:.0f}s: {best}{airflow.tails()}")
 
 
+def logged(airflow: AirflowDeployment, phrase: str) -> list[str]:
+    """Every line containing ``phrase`` in the deployment's component and task logs."""
+    lines: list[str] = []
+    for path in airflow.home.rglob("*.log"):
+        lines += [line for line in path.read_text(errors="replace").splitlines() if phrase in line]
+    return lines
+
+
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -161,6 +170,42 @@ def test_triggerer_killed_mid_job_loses_nothing(
     tis = edit_tis(deployment, run_id)
     assert [(ti["state"], ti["try_number"]) for ti in tis] == [("success", 1)] * INPUTS
     assert e2e_emulator.stats()["submissions"] == INPUTS
+    assert len(list(outputs.iterdir())) == INPUTS
+
+
+#: Each half of the outage: first every call answers 503, then every connection is refused.
+OUTAGE_HALF = 45.0
+
+
+def test_an_outage_with_a_triggerer_restart_loses_nothing(
+    deployment: AirflowDeployment, e2e_emulator: EmulatorProcess, e2e_proxy: RefusingProxy, tmp_path: Path
+) -> None:
+    """With six jobs deferred, the API is down for 90 s (503s, then refused connections) and the triggerer
+    is killed and restarted meanwhile: every job still succeeds on its first try, with no new submission."""
+    e2e_emulator.reset()
+    inputs, outputs = six_inputs(tmp_path)
+    run_id = deployment.trigger(BATCH_DAG, batch_conf(inputs, outputs))
+    usage = jobs_in_flight(deployment, e2e_emulator)
+    assert usage["deferred_slots"] > 0, usage
+
+    e2e_emulator.configure(outage_seconds=OUTAGE_HALF)
+    time.sleep(OUTAGE_HALF / 2)
+    assert deployment.kill("triggerer") == -signal.SIGKILL
+    deployment.start_component("triggerer")  # it takes the triggers over while the API is still down
+    wait_until(lambda: e2e_emulator.stats()["outage_remaining"] == 0, OUTAGE_HALF, "the 503s to end", deployment)
+    e2e_proxy.refuse_for(OUTAGE_HALF)
+    time.sleep(OUTAGE_HALF)
+
+    # Polls back off to at most about a minute apart: allow one backoff after the outage, then the copies.
+    assert deployment.wait_for_run(BATCH_DAG, run_id, timeout=180) == "success", deployment.tails()
+    tis = edit_tis(deployment, run_id)
+    assert [(ti["state"], ti["try_number"]) for ti in tis] == [("success", 1)] * INPUTS
+    stats = e2e_emulator.stats()
+    assert stats["submissions"] == INPUTS, "nothing was paid twice"
+    assert stats["outage_answers"] > 0, "the triggers met the 503s"
+    retried = logged(deployment, "retrying in")
+    assert any("ConnectError" in line for line in retried), "the triggers met the refused connections"
+    assert any("HTTP 503" in line for line in retried), "and the 503s"
     assert len(list(outputs.iterdir())) == INPUTS
 
 

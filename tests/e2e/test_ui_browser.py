@@ -15,15 +15,15 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_PASSWORD, ARTIFACTS, JOB_LATENCY, REPO
+from tests.e2e.conftest import ADMIN_PASSWORD, ARTIFACTS, JOB_LATENCY
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from playwright.sync_api import Browser, Page
 
-    from benchmarks.deployment import AirflowDeployment
     from tests.e2e.conftest import EmulatorProcess
+    from tests.support.deployment import AirflowDeployment
 
 CHROMIUM = os.environ.get("ALEPH_CHROMIUM", "/usr/bin/chromium")
 #: As root on a machine without network: no sandbox, no GPU, no calls home.
@@ -129,7 +129,8 @@ def finished_edit(deployment: AirflowDeployment, e2e_emulator: EmulatorProcess) 
     e2e_emulator.configure(latency=2)
     try:
         deployment.wait_for_dag(WINTERIZE_DAG)
-        video = (REPO / "example_dags" / "sample_videos" / "street.mp4").as_uri()
+        # The example's video param admits web and bucket URIs only: the emulator serves a sample clip.
+        video = f"{e2e_emulator.base_url}/samples/sample.mp4"
         run_id = deployment.trigger(WINTERIZE_DAG, {"video": video, "prompt": "make it winter", "seed": 42})
         assert deployment.wait_for_run(WINTERIZE_DAG, run_id, timeout=6 * JOB_LATENCY) == "success"
     finally:

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from airflow_provider_aleph.access import origin_of
 from airflow_provider_aleph.emulator import FAIL_MARKER, FAILURE_REASON, Emulator
 from airflow_provider_aleph.exceptions import SegmindAuthError, SegmindBadRequest, SegmindRequestExpired
 from airflow_provider_aleph.hooks.segmind import SegmindHook
-from airflow_provider_aleph.inputs import InvalidParameter, remote_size, require_video_size
+from airflow_provider_aleph.inputs import InvalidParameter, check_url_input, remote_size
+from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 from airflow_provider_aleph.protocol import SegmindStatus
 from airflow_provider_aleph.retry import RetryPolicy
 from tests.fakes import FakeClock
@@ -25,7 +27,8 @@ if TYPE_CHECKING:
     from airflow_provider_aleph.protocol import RequestState
 
 ALEPH = "runway-gen4-aleph"
-FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
+# Reads give up once failures have lasted outage_tolerance; submits and uploads after max_attempts.
+FAST = RetryPolicy(max_attempts=3, outage_tolerance=0.05, base_delay=0.001, max_delay=0.01)
 WAIT = 15.0
 
 
@@ -256,6 +259,14 @@ def test_submissions_count_exactly_the_accepted_submits(segmind_conn: Emulator, 
 
 
 # -- input checks over sockets ---------------------------------------------------------------------------
+
+
+VIDEO = next(spec for spec in RunwayAlephOperator.file_inputs if spec.name == "video")
+
+
+def require_video_size(url: str, *, timeout: float = 30.0) -> int | None:
+    """Aleph's checks of an http(s) video, with the emulator's own host allowed (as the operator does)."""
+    return check_url_input(VIDEO, url, allowed_hosts=(origin_of(url),), timeout=timeout)
 
 
 def test_oversized_video_is_refused_naming_video(emulator: Emulator) -> None:

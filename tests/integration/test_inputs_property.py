@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from airflow_provider_aleph.emulator import Emulator
 from airflow_provider_aleph.emulator.assets import sample_bytes
 from airflow_provider_aleph.exceptions import SegmindBadRequest
-from airflow_provider_aleph.inputs import ASPECT_RATIOS, InvalidParameter, require_seed
-from airflow_provider_aleph.operators.aleph import ALEPH_MODEL, RunwayAlephOperator
+from airflow_provider_aleph.inputs import InvalidParameter
+from airflow_provider_aleph.operators.aleph import ALEPH_MODEL, ASPECT_RATIOS, RunwayAlephOperator, require_seed
 from airflow_provider_aleph.storage import INPUT_MODES
 
 if TYPE_CHECKING:
@@ -214,6 +214,7 @@ def test_refused_locally_naming_a_parameter_or_accepted_by_the_api(
         seed=seed,
         input_mode=input_mode,
         segmind_conn_id=CONN_ID,
+        local_roots=[place.files],
     )
     try:
         checked = _checked_payload(operator)
@@ -238,9 +239,7 @@ def test_refused_locally_naming_a_parameter_or_accepted_by_the_api(
 def _checked_payload(operator: RunwayAlephOperator) -> dict[str, Any] | InvalidParameter:
     """What ``execute`` does before it submits: the checked, resolved payload, or the refusal."""
     try:
-        payload = operator.build_payload()
-        operator.check_input_mode()
-        return operator.resolve_inputs(payload)
+        return operator.resolve_inputs(operator.build_payload())
     except InvalidParameter as refused:
         return refused
 

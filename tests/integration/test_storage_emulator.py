@@ -13,7 +13,7 @@ from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 from airflow_provider_aleph.exceptions import SegmindAuthError
 from airflow_provider_aleph.hooks.segmind import SegmindHook
-from airflow_provider_aleph.inputs import MAX_VIDEO_BYTES
+from airflow_provider_aleph.operators.aleph import MAX_VIDEO_BYTES
 from airflow_provider_aleph.storage import OutputCopyError, copy_output, resolve_input
 from tests.integration.storage_helpers import completed_output, configure, uploads
 

@@ -18,8 +18,8 @@ import pytest
 from airflow_provider_aleph.emulator import Emulator
 from airflow_provider_aleph.events import RequestEvent
 from airflow_provider_aleph.hooks.segmind import SegmindHook
-from airflow_provider_aleph.shared import shared_connections
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+from tests.fakes import open_shares
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -90,7 +90,7 @@ def check_every_job_succeeded(emu: Emulator, submitted: list[SubmitResponse], ev
     assert all(event.output_url and event.request_id in event.output_url for event in events)
     assert emu.submissions == JOBS
     assert emu.stats()["requests"].get("submit") == JOBS, "no trigger ever submitted"
-    assert dict(shared_connections()) == {}, "the last trigger closed the shared client"
+    assert dict(open_shares()) == {}, "the last trigger closed the shared client"
 
 
 async def test_a_budget_under_the_account_limit_draws_no_429(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:

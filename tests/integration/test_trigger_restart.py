@@ -15,8 +15,8 @@ import pytest
 from airflow_provider_aleph.events import RequestEvent
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.protocol import SegmindStatus
-from airflow_provider_aleph.shared import shared_connections
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+from tests.fakes import open_shares
 
 if TYPE_CHECKING:
     from airflow_provider_aleph.emulator import Emulator
@@ -89,13 +89,13 @@ async def cancel_mid_poll(emu: Emulator, trigger: SegmindRequestTrigger, request
     """Start the trigger, let it poll while the job is PROCESSING, then cancel it as a restart would."""
     running = asyncio.create_task(only_event(trigger))
     await asyncio.wait_for(wait_for_status(request_id, SegmindStatus.PROCESSING), timeout=30)
-    while CONN_ID not in shared_connections():  # it holds the connection's share: it is polling
+    while CONN_ID not in open_shares():  # it holds the connection's share: it is polling
         await asyncio.sleep(0.01)
     assert not running.done()
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert CONN_ID not in shared_connections(), "the cancelled trigger kept its share of the connection"
+    assert CONN_ID not in open_shares(), "the cancelled trigger kept its share of the connection"
     await requests_settled(emu)
 
 

@@ -232,8 +232,10 @@ async def test_run_yields_failed_with_the_error_on_a_422_failed_body() -> None:
     )
     event = await run_to_end(make_trigger(poll_interval=0.01))
     assert event.status == "failed"
-    assert "Content blocked by safety filter" in event.message
-    assert RID in event.message
+    assert event.detail == "Content blocked by safety filter"
+    failure = str(event.failure(CONN_ID))
+    assert "Content blocked by safety filter" in failure
+    assert f"request_id={RID}" in failure
     assert event.metrics == {"x": 1}
     assert event.output_url is None
 
@@ -246,7 +248,7 @@ async def test_run_yields_a_non_retryable_error_on_401() -> None:
     assert event.retryable is False
     assert event.status_code == 401
     assert event.error_type == "SegmindAuthError"
-    assert CONN_ID in event.message
+    assert f"conn_id={CONN_ID}" in str(event.failure(CONN_ID))
     assert KEY not in json.dumps(event.to_payload())
     assert status.call_count == 1
 

@@ -16,11 +16,11 @@ from airflow_provider_aleph.exceptions import (
     SegmindBadRequest,
     SegmindConfigError,
     SegmindError,
-    SegmindRateLimited,
     SegmindRequestExpired,
     SegmindServerError,
     SegmindSubmitOutcomeUnknown,
     SegmindTransportError,
+    SegmindUnavailable,
 )
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.protocol import SegmindStatus
@@ -32,7 +32,8 @@ BASE = "https://api.segmind.test"
 RID = "req-0001"
 MODEL = "runway-gen4-aleph"
 PAYLOAD = {"prompt": "make it winter", "video": "https://cdn.example.com/in.mp4", "seed": 7}
-FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
+# Reads give up once failures have lasted outage_tolerance; submits and uploads after max_attempts.
+FAST = RetryPolicy(max_attempts=3, outage_tolerance=0.05, base_delay=0.001, max_delay=0.01)
 SUBMIT_URL = f"{BASE}/v2/{MODEL}"
 STATUS_URL = f"{BASE}/v2/requests/{RID}/status"
 RESULT_URL = f"{BASE}/v2/requests/{RID}"
@@ -214,24 +215,36 @@ def test_get_is_retried_on_transient_failures_then_succeeds(mode: str, name: str
 
 
 @pytest.mark.parametrize(
-    ("last", "expected"),
+    ("last", "cause", "answer"),
     [
-        (httpx.Response(429, json={"error": "slow"}), SegmindRateLimited),
-        (httpx.Response(504, text="gateway timeout"), SegmindServerError),
-        (httpx.ReadTimeout("read timed out"), SegmindTransportError),
+        (lambda: httpx.Response(504, text="gateway timeout"), SegmindServerError, "HTTP 504"),
+        (lambda: httpx.ReadTimeout("read timed out"), SegmindTransportError, "no answer"),
     ],
-    ids=["429", "504", "ReadTimeout"],
+    ids=["504", "ReadTimeout"],
 )
 @respx.mock
-def test_get_gives_up_after_max_attempts_with_the_last_error(
-    mode: str, last: Any, expected: type[SegmindError]
+def test_a_read_gives_up_once_failures_outlast_the_tolerance_naming_the_last_answer(
+    mode: str, last: Any, cause: type[SegmindError], answer: str
 ) -> None:
-    route = respx.get(STATUS_URL).mock(side_effect=[httpx.Response(503), httpx.ConnectError("refused"), last])
-    with pytest.raises(expected) as caught:
+    # Changed on purpose (issue 12): reads give up on time failing, not after max_attempts.
+    first = iter([httpx.Response(503), httpx.ConnectError("refused")])
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        outcome = next(first, None) or last()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    route = respx.get(STATUS_URL).mock(side_effect=respond)
+    with pytest.raises(SegmindUnavailable) as caught:
         call(mode, "get_status", RID)
-    assert route.call_count == FAST.max_attempts
+    assert route.call_count > FAST.max_attempts, "a read is not bounded by the submit's attempts"
+    assert isinstance(caught.value.__cause__, cause)
     assert caught.value.conn_id == CONN_ID
     assert caught.value.request_id == RID
+    assert caught.value.retryable
+    assert f"last answer: {answer}" in str(caught.value)
+    assert "failing for" in str(caught.value)
 
 
 @pytest.mark.parametrize("code", [400, 401, 404])
@@ -341,7 +354,15 @@ def test_test_connection_is_false_when_a_random_id_has_a_status() -> None:
 
 @respx.mock
 def test_api_key_never_appears_in_repr_errors_or_logs(mode: str, caplog: pytest.LogCaptureFixture) -> None:
-    respx.get(STATUS_URL).mock(side_effect=[httpx.ConnectError("refused"), httpx.Response(503), httpx.Response(503)])
+    statuses = iter([httpx.ConnectError("refused")])
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        outcome = next(statuses, None)
+        if outcome is not None:
+            raise outcome
+        return httpx.Response(503)
+
+    respx.get(STATUS_URL).mock(side_effect=respond)
     respx.get(RESULT_URL).mock(return_value=httpx.Response(401, json={"error": "Unauthorized: invalid x-api-key"}))
     respx.post(SUBMIT_URL).mock(side_effect=[httpx.ReadTimeout("read timed out")])
     raised: list[BaseException] = []
@@ -350,7 +371,7 @@ def test_api_key_never_appears_in_repr_errors_or_logs(mode: str, caplog: pytest.
             with pytest.raises(SegmindError) as caught:
                 call(mode, *args)
             raised.append(caught.value)
-    assert [type(e) for e in raised] == [SegmindServerError, SegmindAuthError, SegmindSubmitOutcomeUnknown]
+    assert [type(e) for e in raised] == [SegmindUnavailable, SegmindAuthError, SegmindSubmitOutcomeUnknown]
     errors = raised + [e.__cause__ or e.__context__ for e in raised if e.__cause__ or e.__context__]
     hook = SegmindHook(CONN_ID, retry_policy=FAST)
     params = hook.get_conn_params()

@@ -152,6 +152,7 @@ def test_execute_complete_returns_the_result_dict_and_pushes_output_url(context)
         "output_url": "https://o/x.mp4",
         "output_path": None,
         "metrics": {"inference_time": 3.5},
+        "cost": None,
         "output": None,
     }
     assert context["ti"].xcom["output_url"] == "https://o/x.mp4"

@@ -19,6 +19,7 @@ from airflow_provider_aleph.exceptions import (
     SegmindRateLimited,
     SegmindRequestExpired,
     SegmindServerError,
+    SegmindUnreadableAnswer,
 )
 from airflow_provider_aleph.protocol import (
     Kind,
@@ -34,6 +35,7 @@ from airflow_provider_aleph.protocol import (
     status_spec,
     submit_spec,
 )
+from airflow_provider_aleph.retry import RetryPolicy
 
 BASE = "https://api.segmind.com"
 RID = "3f2c9a7e-0b1d-4c5e-9f8a-1234567890ab"
@@ -352,15 +354,42 @@ def test_parse_state_422_without_a_failed_body_is_an_error(body: dict) -> None:
     assert caught.value.status_code == 422
 
 
+@pytest.mark.parametrize("reported", ["STARTING", "CANCELLED", "unknown", "UNKNOWN"])
+def test_parse_state_an_undocumented_status_on_200_is_still_running(reported: str) -> None:
+    # Changed on purpose (issue 11): the job exists and is billed, so an undocumented interim state is
+    # waited on, never a failure and never success. It used to raise SegmindProtocolError.
+    state = parse_state(answer(STATUS, 200, json={"request_id": RID, "status": reported}), STATUS)
+    assert state.status is SegmindStatus.UNKNOWN
+    assert state.reported == reported
+    assert not state.status.is_terminal
+    assert state.output_url is None
+
+
+@pytest.mark.parametrize(("reported", "expected"), [(s.lower(), s) for s in ("QUEUED", "PROCESSING", "COMPLETED")])
+def test_parse_state_matches_known_states_without_regard_to_case(reported: str, expected: SegmindStatus) -> None:
+    state = parse_state(answer(STATUS, 200, json={"request_id": RID, "status": reported}), STATUS)
+    assert state.status is SegmindStatus(expected)
+    assert state.reported == reported
+
+
+def test_parse_state_a_lowercase_failed_on_422_is_a_failed_result() -> None:
+    state = parse_state(answer(STATUS, 422, json={"status": "failed", "error": "blocked"}), STATUS)
+    assert state.status is SegmindStatus.FAILED
+    assert state.error == "blocked"
+
+
 @pytest.mark.parametrize(
     "response_kwargs",
-    [{"json": {"status": "CANCELLED"}}, {"json": {"request_id": RID}}, {"json": {"status": "queued"}}, {"text": "ok"}],
-    ids=["unknown", "missing", "lowercase", "not-json"],
+    [{"json": {"request_id": RID}}, {"text": "ok"}, {"json": ["COMPLETED"]}, {"json": {"status": ""}}],
+    ids=["missing", "not-json", "not-an-object", "empty"],
 )
-def test_parse_state_unknown_status_on_200_is_a_protocol_error(response_kwargs: dict) -> None:
-    with pytest.raises(SegmindProtocolError) as caught:
+def test_parse_state_a_2xx_without_a_status_is_a_transient_error(response_kwargs: dict) -> None:
+    # Changed on purpose (issue 11): retried like a 5xx instead of failing the task.
+    with pytest.raises(SegmindUnreadableAnswer) as caught:
         parse_state(answer(STATUS, 200, **response_kwargs), STATUS)
     assert caught.value.request_id == RID
+    assert caught.value.retryable
+    assert RetryPolicy().may_retry(STATUS, caught.value)
 
 
 @pytest.mark.parametrize(
@@ -418,6 +447,7 @@ def test_extract_output_url_returns_none_when_there_is_no_url(body: dict) -> Non
         (SegmindStatus.PROCESSING, False),
         (SegmindStatus.COMPLETED, True),
         (SegmindStatus.FAILED, True),
+        (SegmindStatus.UNKNOWN, False),
     ],
 )
 def test_status_is_terminal(status: SegmindStatus, terminal: bool) -> None:

@@ -52,7 +52,13 @@ def test_connection_form_renders_with_our_labels_and_extra_fields():
     assert behaviour["relabeling"] == {"password": "API key", "host": "Base URL"}
     assert behaviour["placeholders"]["host"] == "https://api.segmind.com"
     widgets = {w.field_name for k, w in manager.connection_form_widgets.items() if k.startswith("extra__segmind__")}
-    assert widgets == {"upload_url", "timeout", "max_requests_per_minute", "max_consecutive_failures"}
+    assert widgets == {
+        "upload_url",
+        "timeout",
+        "max_requests_per_minute",
+        "max_consecutive_failures",
+        "outage_tolerance",
+    }
 
 
 def test_hook_classmethod_serves_the_same_form_to_airflow_3_0_and_3_1():

@@ -35,7 +35,8 @@ KEY = "fake-UPLOAD-4b7e21c9d0a3-do-not-leak"
 UPLOAD_BASE = "https://files.segmind.test"
 UPLOAD_URL = f"{UPLOAD_BASE}/upload-asset"
 ASSET = "https://assets.segmind.test/u/abc/clip.mp4"
-FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
+# Reads give up once failures have lasted outage_tolerance; submits and uploads after max_attempts.
+FAST = RetryPolicy(max_attempts=3, outage_tolerance=0.05, base_delay=0.001, max_delay=0.01)
 
 
 class ShortReads(io.BytesIO):

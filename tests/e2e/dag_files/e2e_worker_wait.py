@@ -9,12 +9,14 @@ from airflow.sdk import DAG
 
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 
-SAMPLE = (Path(__file__).resolve().parents[3] / "example_dags" / "sample_videos" / "harbour.mp4").as_uri()
+SAMPLES = Path(__file__).resolve().parents[3] / "example_dags" / "sample_videos"
+SAMPLE = (SAMPLES / "harbour.mp4").as_uri()
 
 with DAG(dag_id="e2e_aleph_worker_wait", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
     RunwayAlephOperator(
         task_id="edit",
         video=SAMPLE,
+        local_roots=[SAMPLES],
         prompt="make it winter",
         deferrable=False,
         poll_interval=2,

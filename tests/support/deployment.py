@@ -18,7 +18,7 @@ The components' logs are kept in ``<home>/component-logs/``; on a failure inside
 the home folder is kept and its path is in the exception notes.
 
 Running intervals (the time a task instance spends running on a worker) come from Airflow's own
-records; :mod:`benchmarks.intervals` says how.
+records; :mod:`tests.support.intervals` says how.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from benchmarks.intervals import TaskKey, event_intervals, json_lines, log_intervals
+from tests.support.intervals import TaskKey, event_intervals, json_lines, log_intervals
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from types import TracebackType
 
-    from benchmarks.intervals import Interval
+    from tests.support.intervals import Interval
 
 #: The processes of a deployment, in start order, with the health key each reports under.
 COMPONENTS = {"api-server": None, "scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
