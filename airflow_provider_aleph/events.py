@@ -90,6 +90,8 @@ class RequestEvent:
         if not isinstance(request_id, str) or not request_id:
             raise InvalidEventError(f"trigger event has no request_id: {payload!r}")
         known = {name: payload[name] for name in cls.__dataclass_fields__ if name in payload}
+        # An event written by an earlier version carries no retryable flag on a timeout: a deadline always is.
+        known.setdefault("retryable", status == "timeout")
         metrics = known.get("metrics")
         known["metrics"] = metrics if isinstance(metrics, dict) else {}
         return cls(**known)

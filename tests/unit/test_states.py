@@ -194,3 +194,10 @@ async def test_an_undocumented_status_is_never_success_even_at_the_deadline() ->
 
 async def _collect(waiting: SegmindRequestTrigger) -> list[Any]:
     return [event async for event in waiting.run()]
+
+
+def test_a_timeout_event_from_an_earlier_version_is_still_retryable() -> None:
+    old = {"status": "timeout", "request_id": RID, "message": "still PROCESSING at the deadline"}
+    assert RequestEvent.from_payload(old).retryable
+    assert RequestEvent.from_payload(old).failure("c").retryable
+    assert not RequestEvent.from_payload({"status": "failed", "request_id": RID}).retryable
