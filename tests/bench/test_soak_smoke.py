@@ -26,7 +26,8 @@ def test_sixty_jobs_with_faults_lose_nothing_and_pay_nothing_twice(tmp_path: Pat
     numbers = tmp_path / "soak.json"
     # The script makes its own Airflow home: none of this session's settings leak in.
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
-    command = [sys.executable, "-m", "benchmarks.soak", "--jobs", "60", "--fault-rate", "0.1", "--json", str(numbers)]
+    command = [sys.executable, "-m", "benchmarks.soak", "--jobs", "60", "--fault-rate", "0.1", "--fail-rate", "0.1"]
+    command += ["--json", str(numbers)]
 
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=280, check=False)
 
@@ -41,10 +42,14 @@ def test_sixty_jobs_with_faults_lose_nothing_and_pay_nothing_twice(tmp_path: Pat
     outcomes = result["outcomes"]
     assert sum(outcomes.values()) == 60
     assert outcomes["completed"] > 0
-    assert outcomes["failed"] >= 2, "the [emulator:fail] prompts end FAILED, naming their request"
     assert outcomes["refused"] == 1, "the invalid parameter is refused before any submit"
     assert outcomes.get("unknown", 0) >= 1, "lost submit answers are reported as outcome unknown"
     emulator = result["emulator"]
+    # Every [emulator:fail] prompt ends FAILED, naming its request, unless its submit's answer was lost or
+    # its connection dropped (which job meets those depends on thread timing): then it is "unknown".
+    planned = sum(plan.fail for plan in plan_jobs(60, fail_rate=0.1, lost_answer_rate=0.02, invalid_rate=0.01))
+    ruined = emulator["lost_answers"] + emulator["faults"].get("drop", 0)
+    assert outcomes["failed"] >= max(1, planned - ruined), (planned, ruined)
     assert sum(emulator["faults"].values()) > 0, "faults were injected"
     assert emulator["lost_answers"] >= 1
     assert emulator["submissions"] == outcomes["completed"] + outcomes["failed"] + emulator["lost_answers"]
