@@ -294,6 +294,10 @@ class RefusingProxy:
                 self._pump(client_reader, upstream_writer, writers),
                 self._pump(upstream_reader, client_writer, writers),
             )
+        except asyncio.CancelledError:
+            # Only a refusal or a close cancels a relay. Ending it quietly keeps asyncio's stream callback
+            # (which reads the task's outcome) from logging the cancellation as an error.
+            return
         finally:
             self._relays.pop(task, None)
             for writer in writers:
