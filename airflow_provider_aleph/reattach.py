@@ -133,7 +133,7 @@ class Recovery:
 def recover(store: StateStore, hook: SegmindHook, digest: str, log: TaskLog) -> Recovery | None:
     """Ask the API about the request an earlier try stored; None when there is none to pick up.
 
-    Errors other than 404 (auth, transient failures past the retry budget) propagate: the caller
+    Errors other than 404 (auth, an API failing past the outage tolerance) propagate: the caller
     fails the task rather than risk a second job.
     """
     stored = StoredRequest.from_json(store.get(STATE_KEY))

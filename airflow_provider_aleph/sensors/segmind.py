@@ -29,7 +29,7 @@ class SegmindRequestSensor(BaseSensorOperator):
     """Wait for a Segmind request by id (from another task or system); return its result dict.
 
     Never submits anything, so every Airflow retry is safe: a deadline passed, a copy that failed or
-    the API unreachable past the retry budget may be retried. A FAILED or expired request fails the
+    the API unreachable past the outage tolerance may be retried. A FAILED or expired request fails the
     task without retry. Deferrable by default; ``deferrable=False`` pokes in ``poke`` or ``reschedule``
     mode.
 
