@@ -10,6 +10,9 @@ Python with ``spawn.spawn(flags)``, which returns the process and its base URL o
 What it emulates beyond the happy path, each an ``Emulator(...)`` keyword, a command-line flag,
 and a run-time setting (``emu.config(name=value)`` or ``POST /_emulator/config``):
 
+- job durations that vary (``latency_sigma``): above 0, each job's duration is drawn at submit
+  from a lognormal whose median is ``latency``, reproducible with ``seed`` and apart from the
+  failure draws; 0 keeps every job at exactly ``latency``;
 - input fetching (``fetch_inputs``, ``fetch_timeout``): each job's ``video`` / ``reference_image``
   is fetched by the emulator; a failed fetch or a video over 16 MiB fails the (paid) job with
   ``could not fetch video: ...``; the fetched video is the job's output;
@@ -19,7 +22,8 @@ and a run-time setting (``emu.config(name=value)`` or ``POST /_emulator/config``
 - interrupted downloads (``cut_outputs``, ``cut_after_bytes``);
 - injected faults (``error_rate``, reproducible with ``seed``): 429s, 5xx gateway pages and dropped
   connections; a submit only gets faults that create nothing;
-- the account rate limit (``rpm_limit`` per ``rate_window`` seconds, per key);
+- the account rate limit (``rpm_limit`` per ``rate_window`` seconds, per key), counting every API
+  call (submit, status, result, upload); a refused call answers 429 and creates or stores nothing;
 - keys out of credits (``insufficient_credits_keys``: 406 on submit) and a non-JSON submit (406);
 - lost submit answers (``lose_submit_answers``, ``lose_submit_mode``): the job is created, then
   the answer is a 504 page or a dropped connection;

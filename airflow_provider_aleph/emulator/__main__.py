@@ -42,9 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
         "setting api_keys replaces it, to emulate a key rotation",
     )
     parser.add_argument("--latency", type=float, default=5.0, help="seconds from submit to done")
+    parser.add_argument(
+        "--latency-sigma",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="standard deviation of the log of job durations: above 0, each job's duration is drawn "
+        "from a lognormal whose median is --latency (seeded by --seed); 0 (default) for exactly --latency",
+    )
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of jobs that fail, 0 to 1")
     parser.add_argument("--retention", type=float, default=3600.0, help="seconds a finished request is kept")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the job failure and fault draws")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the job failure, duration and fault draws")
     parser.add_argument(
         "--retired-model",
         action="append",
@@ -170,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         emulator = Emulator(
             api_key=args.api_key,
             latency=args.latency,
+            latency_sigma=args.latency_sigma,
             fail_rate=args.fail_rate,
             retention=args.retention,
             host=args.host,

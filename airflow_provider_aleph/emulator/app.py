@@ -11,6 +11,9 @@ these and ``POST /upload-asset`` answer a 503 gateway page before anything else)
   about a job is HTTP 200 with an HTML page or JSON without ``status`` instead (alternately); with
   ``interim_status`` set, each job's first ``interim_polls`` status polls answer HTTP 200 with it.
 
+The rate limit counts every authorized API call: submit, status, result and ``POST /upload-asset``;
+a refused submit creates no job, a refused upload stores nothing.
+
 File routes (``POST /upload-asset``, ``/assets/...``, ``/outputs/...``, ``/samples/...``): see ``media``.
 
 Test routes, no key but loopback clients only: ``GET /_emulator/stats``, ``POST /_emulator/reset``,
@@ -115,7 +118,7 @@ class EmulatorApp:
     def __init__(self, state: EmulatorState, api_key: str) -> None:
         self.state = state
         self._api_key = api_key
-        self.media = MediaRoutes(state, self._authorized)
+        self.media = MediaRoutes(state, self._authorized, self._rate_limited)
 
     def build(self) -> Starlette:
         """Return the Starlette application."""
@@ -175,11 +178,16 @@ class EmulatorApp:
             return fault_response(kind)
         if not self._authorized(request):
             return error(401, "Unauthorized: missing or invalid x-api-key")
+        return self._rate_limited(request)
+
+    def _rate_limited(self, request: Request) -> Response | None:
+        """Count an authorized API call against its key's window; return the 429 if it is over the limit."""
+        state = self.state
         wait = state.limiter.acquire(request.headers["x-api-key"], state.config.rpm_limit, state.config.rate_window)
-        if wait is not None:
-            state.counters.event("rate_limited")
-            return JSONResponse({"error": RATE_LIMIT_DETAIL}, status_code=429, headers=rate_limit_headers(wait))
-        return None
+        if wait is None:
+            return None
+        state.counters.event("rate_limited")
+        return JSONResponse({"error": RATE_LIMIT_DETAIL}, status_code=429, headers=rate_limit_headers(wait))
 
     async def submit(self, request: Request) -> Response:
         """Accept a job: ``POST /v2/{model}``."""

@@ -2,9 +2,9 @@
 
 Every field can be given to ``Emulator(...)``, changed in process with ``emulator.config(name=value)``
 (or by plain attribute assignment), and changed over HTTP with ``POST /_emulator/config``.
-Settings copied into a job at submit (latency, fail rate, retention, output size) affect new jobs
-only; the others apply to the next request. ``outage_seconds`` acts when it is set: it starts an
-outage that lasts that long from that moment (see :meth:`EmulatorConfig.watch`).
+Settings copied into a job at submit (latency and its spread, fail rate, retention, output size)
+affect new jobs only; the others apply to the next request. ``outage_seconds`` acts when it is set:
+it starts an outage that lasts that long from that moment (see :meth:`EmulatorConfig.watch`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ LOSE_SUBMIT_MODES = ("504", "drop", "alternate")
 UPLOAD_ANSWER_KEYS = ("file_urls", "urls")
 #: Settings that start something each time they are set, even to the value they had: see ``watch``.
 WATCHED_SETTINGS = ("outage_seconds",)
+#: Largest ``latency_sigma``: beyond it a drawn duration could overflow a float.
+MAX_LATENCY_SIGMA = 5.0
 
 
 def _check_number(name: str, value: object, upper: float | None = None, positive: bool = False) -> None:
@@ -74,7 +76,11 @@ def _string_tuple(name: str, value: object, what: str) -> tuple[str, ...]:
 class EmulatorConfig:
     """Settings of an emulator; see the package docstring for what each one emulates.
 
-    :param latency: seconds from submit to the terminal state; the first quarter is QUEUED.
+    :param latency: seconds from submit to the terminal state, or their median when ``latency_sigma``
+        is above 0; the first quarter of each job's duration is QUEUED.
+    :param latency_sigma: standard deviation of the log of each job's duration, from 0 to
+        :data:`MAX_LATENCY_SIGMA`; above 0, durations are drawn from a lognormal whose median is
+        ``latency``; 0 for exactly ``latency``.
     :param fail_rate: probability, from 0 to 1, that a job ends FAILED.
     :param retention: seconds a terminal request record is kept before it answers 404.
     :param retired_models: model slugs whose submissions answer 410 Gone.
@@ -102,6 +108,7 @@ class EmulatorConfig:
     """
 
     latency: float = 1.0
+    latency_sigma: float = 0.0
     fail_rate: float = 0.0
     retention: float = 3600.0
     retired_models: tuple[str, ...] = ()
@@ -127,6 +134,7 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         """Validate every field and normalise the list fields to tuples."""
         _check_number("latency", self.latency)
+        _check_number("latency_sigma", self.latency_sigma, upper=MAX_LATENCY_SIGMA)
         _check_number("fail_rate", self.fail_rate, upper=1.0)
         _check_number("retention", self.retention)
         self.retired_models = _string_tuple("retired_models", self.retired_models, "model slugs")

@@ -2,9 +2,16 @@
 
 Nothing runs in the background for the timeline: a job is a record of its submit time, and each
 query computes its state, so thousands of jobs cost one dict entry each. A job submitted at ``t``
-with latency ``L`` is QUEUED during ``[t, t + L/4)``, PROCESSING during ``[t + L/4, t + L)``,
-then COMPLETED or FAILED. Its request record answers 404 once ``t + L + retention`` has passed;
+with duration ``D`` is QUEUED during ``[t, t + D/4)``, PROCESSING during ``[t + D/4, t + D)``,
+then COMPLETED or FAILED. Its request record answers 404 once ``t + D + retention`` has passed;
 its output file stays downloadable for as long as the emulator keeps the job.
+
+A job's duration ``D`` is ``latency`` when ``latency_sigma`` is 0. Above 0, it is drawn at submit
+from a lognormal whose median is ``latency`` and whose log has standard deviation ``latency_sigma``:
+``latency * exp(latency_sigma * z)``, with ``z`` a standard normal draw from a second random source
+seeded from the same seed. Every submit draws ``z``, whatever the settings, so a job's duration
+depends only on the seed, its position in the sequence and the settings at its submit; and the
+failure draws are the same sequence whatever ``latency_sigma`` is.
 
 Failures are decided at submit time: each job draws from ``random.Random(seed)`` and fails when
 the draw is below ``fail_rate``. A prompt containing ``[emulator:fail]`` always fails, for tests
@@ -13,12 +20,13 @@ that need one deterministic failure. Failed jobs end with :data:`FAILURE_REASON`
 A job whose payload names input URLs waits for their fetch (see ``fetch``): until it is settled
 the job never leaves PROCESSING, and a failed fetch turns it FAILED with the fetch's reason.
 
-Latency, fail rate, retention and output size are copied into each job when it is submitted, so
+Latency (as the drawn duration), fail rate, retention and output size are copied into each job when it is submitted, so
 changing :class:`EmulatorConfig` affects new jobs only.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -121,12 +129,18 @@ def _prompt_has_marker(payload: Mapping[str, Any]) -> bool:
     return isinstance(prompt, str) and FAIL_MARKER in prompt
 
 
+def _duration_random(seed: int) -> random.Random:
+    """Return the random source of job durations: seeded from ``seed``, apart from the failure draws'."""
+    # A string seed is hashed (SHA-512), so this sequence is unrelated to random.Random(seed)'s.
+    return random.Random(f"durations:{seed}")
+
+
 class JobStore:
     """Thread-safe registry of jobs and submission counters.
 
     :param config: settings read at each submit.
     :param clock: monotonic time source in seconds; inject one to move time in tests.
-    :param seed: seed of the random source that decides failures.
+    :param seed: seed of the random sources that decide failures and durations.
     """
 
     def __init__(
@@ -139,6 +153,7 @@ class JobStore:
         self.clock = clock
         self._seed = seed
         self._random = random.Random(seed)
+        self._durations = _duration_random(seed)
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._by_model: Counter[str] = Counter()
@@ -156,8 +171,9 @@ class JobStore:
         """
         with self._lock:
             now = self.clock()
-            latency = float(self.config.latency)
-            # Always draw, so a job's fate depends only on the seed and its position in the sequence.
+            # Always draw both, so a job's fate and duration depend only on the seed and its position.
+            z = self._durations.normalvariate(0.0, 1.0)
+            duration = float(self.config.latency) * math.exp(float(self.config.latency_sigma) * z)
             draw = self._random.random()
             failed = draw < self.config.fail_rate or _prompt_has_marker(payload)
             job = Job(
@@ -165,9 +181,9 @@ class JobStore:
                 model=model,
                 payload=payload,
                 submitted_at=now,
-                started_at=now + latency / 4,
-                finished_at=now + latency,
-                expires_at=now + latency + float(self.config.retention),
+                started_at=now + duration / 4,
+                finished_at=now + duration,
+                expires_at=now + duration + float(self.config.retention),
                 failed=failed,
                 inputs_pending=inputs_pending,
                 output_size=self.config.output_size,
@@ -234,8 +250,9 @@ class JobStore:
             }
 
     def reset(self) -> None:
-        """Forget every job and counter and restart the failure sequence from the seed."""
+        """Forget every job and counter and restart the failure and duration sequences from the seed."""
         with self._lock:
             self._jobs.clear()
             self._by_model.clear()
             self._random = random.Random(self._seed)
+            self._durations = _duration_random(self._seed)

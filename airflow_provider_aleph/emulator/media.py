@@ -9,8 +9,9 @@
   then closes the connection.
 - ``GET``/``HEAD /samples/sample.mp4`` and ``/samples/oversized.mp4`` (17 MiB) as input videos.
 
-These routes are not API calls: no fault injection, no rate limit. Only the upload, which takes a
-key, is an API call during an outage (``outage_seconds``): it answers a 503 gateway page.
+These routes get no fault injection. Only the upload, which takes a key, is an API call: it
+answers a 503 gateway page during an outage (``outage_seconds``), and counts against the account
+rate limit (``rpm_limit``), answering 429 and storing nothing over it. The others are never limited.
 """
 
 from __future__ import annotations
@@ -84,11 +85,19 @@ class MediaRoutes:
 
     :param state: the emulator's shared state.
     :param authorized: returns whether a request carries an accepted key.
+    :param rate_limited: counts an authorized API call against the rate limit; returns the 429 to
+        answer instead when it is over, else None.
     """
 
-    def __init__(self, state: EmulatorState, authorized: Callable[[Request], bool]) -> None:
+    def __init__(
+        self,
+        state: EmulatorState,
+        authorized: Callable[[Request], bool],
+        rate_limited: Callable[[Request], Response | None],
+    ) -> None:
         self.state = state
         self._authorized = authorized
+        self._rate_limited = rate_limited
 
     async def upload(self, request: Request) -> Response:
         """Store files sent as data URLs: ``POST /upload-asset``."""
@@ -100,6 +109,8 @@ class MediaRoutes:
             return gateway_page(503)
         if not self._authorized(request):
             return error(401, "Unauthorized: missing or invalid x-api-key")
+        if (limited := self._rate_limited(request)) is not None:
+            return limited
         try:
             body: Any = json.loads(raw)
         except ValueError:

@@ -1,7 +1,7 @@
 """Account rate limit of the emulator: a sliding window of API calls per key.
 
 Segmind limits each account to a few requests a minute, counting every API call (submit, status,
-result). :class:`SlidingWindowLimiter` keeps the times of the calls each key made within the last
+result, upload). :class:`SlidingWindowLimiter` keeps the times of the calls each key made within the last
 ``window`` seconds; a call over the limit is refused and not recorded, so refused calls do not
 push the reset further away.
 """

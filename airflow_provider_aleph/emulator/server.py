@@ -62,15 +62,18 @@ class Emulator:
     time with ``emu.config(name=value)`` or ``POST /_emulator/config``.
 
     :param api_key: the ``x-api-key`` the API routes accept while the ``api_keys`` setting is empty.
-    :param latency: seconds from submit to the terminal state; the first quarter is QUEUED.
+    :param latency: seconds from submit to the terminal state (their median when ``latency_sigma`` is
+        above 0); the first quarter of each job's duration is QUEUED.
     :param fail_rate: probability, from 0 to 1, that a job ends FAILED.
     :param retention: seconds a terminal request record is kept before it answers 404.
     :param host: address to listen on.
     :param port: port to listen on; 0 picks a free one.
-    :param seed: seed of the random sources that decide job failures and injected faults.
+    :param seed: seed of the random sources that decide job failures, durations and injected faults.
     :param retired_models: model slugs whose submissions answer 410 Gone.
     :param clock: monotonic time source in seconds for jobs and the rate limit; inject one in tests.
     :param log_level: uvicorn log level; access logs are always off.
+    :param latency_sigma: standard deviation of the log of job durations: above 0, each job's duration is drawn from a
+        lognormal whose median is ``latency`` (seeded by ``seed``); 0 for exactly ``latency``.
     :param fetch_inputs: fetch each job's ``video`` / ``reference_image`` as Segmind does.
     :param fetch_timeout: seconds allowed for each input fetch.
     :param upload_answer_key: key of the URL list in the files API answer, ``file_urls`` or ``urls``.
@@ -106,6 +109,7 @@ class Emulator:
         clock: Callable[[], float] = time.monotonic,
         log_level: str = "warning",
         *,
+        latency_sigma: float = 0.0,
         fetch_inputs: bool = True,
         fetch_timeout: float = 10.0,
         upload_answer_key: str = "file_urls",
@@ -129,6 +133,7 @@ class Emulator:
         self.port = port
         self.config = EmulatorConfig(
             latency=latency,
+            latency_sigma=latency_sigma,
             fail_rate=fail_rate,
             retention=retention,
             retired_models=tuple(retired_models),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -107,3 +108,62 @@ def test_limit_can_be_set_and_lifted_at_run_time(clock: FakeClock) -> None:
         assert [http.get("/v2/requests/nope").status_code for _ in range(3)] == [404, 404, 429]
         emulator.config(rpm_limit=None)
         assert http.get("/v2/requests/nope").status_code == 404
+
+
+def test_submits_share_the_window_with_polls_and_a_refused_submit_creates_nothing(
+    emu: Emulator, clock: FakeClock
+) -> None:
+    with client_for(emu, KEY) as http:
+        # Two polls and one submit use up the window of 3 calls.
+        assert http.get("/v2/requests/nope/status").status_code == 404
+        assert http.get("/v2/requests/nope").status_code == 404
+        assert http.post(f"/v2/{ALEPH}", json={"prompt": "p", "video": emu.sample_url()}).status_code == 200
+        assert emu.submissions == 1
+
+        refused = http.post(f"/v2/{ALEPH}", json={"prompt": "p", "video": emu.sample_url()})
+        assert refused.status_code == 429
+        assert "rate limit" in refused.json()["error"]
+        assert refused.headers["retry-after"] == "10"
+        assert emu.submissions == 1, "a submit over the limit creates no job"
+        assert len(emu.jobs) == 1
+
+        # Once the first poll has aged out of the window, a submit goes through again.
+        clock.advance(WINDOW)
+        assert http.post(f"/v2/{ALEPH}", json={"prompt": "p", "video": emu.sample_url()}).status_code == 200
+        assert emu.submissions == 2
+
+    stats = emu.stats()
+    assert stats["rate_limited"] == 1
+    assert stats["requests"]["submit"] == 3
+
+
+def test_uploads_count_against_the_limit_and_a_refused_one_stores_nothing(emu: Emulator, clock: FakeClock) -> None:
+    upload = {"data_urls": [f"data:image/png;base64,{base64.b64encode(b'png bytes').decode()}"]}
+    with client_for(emu, KEY) as http:
+        assert http.post("/upload-asset", json=upload).status_code == 200
+        assert http.get("/v2/requests/nope/status").status_code == 404
+        assert http.get("/v2/requests/nope/status").status_code == 404
+
+        # The upload took a place in the window: both an upload and a submit are now refused.
+        refused = http.post("/upload-asset", json=upload)
+        assert refused.status_code == 429
+        assert "rate limit" in refused.json()["error"]
+        assert refused.headers["retry-after"] == "10"
+        assert http.post("/v2/flux-schnell", json={"prompt": "p"}).status_code == 429
+        assert emu.stats()["uploads"]["count"] == 1, "an upload over the limit stores nothing"
+        assert emu.submissions == 0
+
+        clock.advance(WINDOW)
+        assert http.post("/upload-asset", json=upload).status_code == 200
+
+    stats = emu.stats()
+    assert stats["uploads"]["count"] == 2
+    assert stats["rate_limited"] == 2
+
+
+def test_upload_without_a_key_is_refused_before_the_limit(emu: Emulator) -> None:
+    # A 401 uses up no one's window: the key's three calls are still all there.
+    upload = {"data_urls": [f"data:image/png;base64,{base64.b64encode(b'png').decode()}"]}
+    assert httpx.post(f"{emu.base_url}/upload-asset", json=upload).status_code == 401
+    with client_for(emu, KEY) as http:
+        assert [http.post("/upload-asset", json=upload).status_code for _ in range(4)] == [200, 200, 200, 429]
