@@ -24,8 +24,14 @@ from airflow_provider_aleph import __version__
 from airflow_provider_aleph.access import require_public_host, require_under_roots
 from airflow_provider_aleph.exceptions import InvalidParameter
 from airflow_provider_aleph.protocol import USER_AGENT
-from airflow_provider_aleph.storage import check_input, resolve_input
-from airflow_provider_aleph.storage.inbound import INPUT_MODES, require_input_mode, too_large
+from airflow_provider_aleph.storage.inbound import (
+    INPUT_MODES,
+    Inspected,
+    check_input,
+    deliver,
+    require_input_mode,
+    too_large,
+)
 from airflow_provider_aleph.storage.paths import Source, classify
 
 if TYPE_CHECKING:
@@ -140,24 +146,16 @@ def resolve_files(
         if name in specs or (every_storage_value and classify(value) is Source.STORAGE)
     }
     # Every input is checked before any is uploaded: a refused second file leaves nothing behind.
+    checked: dict[str, Inspected] = {}
     for name, (source, spec) in files.items():
         if source is Source.STORAGE:
             require_under_roots(name, payload[name], policy.local_roots)
-            check_input(name, payload[name], max_bytes=spec.max_bytes, refuse_size=spec.too_large)
+            checked[name] = check_input(name, payload[name], max_bytes=spec.max_bytes, refuse_size=spec.too_large)
         elif source is Source.URL:
             check_url_input(spec, payload[name], allowed_hosts=policy.allowed_hosts)
     resolved = dict(payload)
-    for name, (source, spec) in files.items():
-        if source is Source.STORAGE:
-            resolved[name] = resolve_input(
-                name,
-                payload[name],
-                mode=policy.mode,
-                hook=hook,
-                max_bytes=spec.max_bytes,
-                log=log,
-                refuse_size=spec.too_large,
-            )
+    for name, inspected in checked.items():
+        resolved[name] = deliver(inspected, mode=policy.mode, hook=hook, log=log)
     return resolved
 
 

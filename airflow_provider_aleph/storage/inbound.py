@@ -7,6 +7,7 @@ Every check runs before anything is uploaded or submitted, and each refusal is a
 from __future__ import annotations
 
 import mimetypes
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aleph.exceptions import InvalidParameter
@@ -102,13 +103,33 @@ def resolve_input(
         field's declaration words it); :func:`too_large` without advice when None.
     """
     require_input_mode(mode, concerning=f"{name} {value!s}")
-    path, fs, shown, info, size = _inspect(name, value, max_bytes, refuse_size)
-    if mode != "upload":
-        url = _presigned(name, path, fs, shown, expiration=expiration, required=mode == "presign", log=log)
-        if url is not None:
-            log.info("Input %s: presigned %s for %d s as %s", name, shown, expiration, display_url(url))
-            return url
-    return _uploaded(name, path, fs, shown, info=info, size=size, hook=hook, log=log)
+    return deliver(
+        check_input(name, value, max_bytes=max_bytes, refuse_size=refuse_size),
+        mode=mode,
+        hook=hook,
+        log=log,
+        expiration=expiration,
+    )
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """An object storage input whose metadata passed the checks, ready to be presigned or uploaded.
+
+    :param name: the parameter's name.
+    :param path: the object.
+    :param fs: its filesystem.
+    :param shown: the URI as the user wrote it, for messages.
+    :param info: its fsspec ``info()``.
+    :param size: its size in bytes, when the store reports one.
+    """
+
+    name: str
+    path: ObjectStoragePath
+    fs: AbstractFileSystem
+    shown: str
+    info: dict[str, Any]
+    size: int | None
 
 
 def check_input(
@@ -117,30 +138,48 @@ def check_input(
     *,
     max_bytes: int | None,
     refuse_size: Callable[[str, int], InvalidParameter] | None = None,
-) -> None:
-    """Refuse an object storage input from its metadata alone (see :func:`resolve_input`), reading nothing
-    and uploading nothing: so every input of a job is checked before any of them is uploaded.
+) -> Inspected:
+    """Refuse an object storage input from its metadata alone (see :func:`resolve_input`), uploading nothing:
+    so every input of a job is checked before any of them is uploaded. What passes goes to :func:`deliver`.
 
     :param name: the parameter's name.
     :param value: an object storage URI or an ``ObjectStoragePath``.
     :param max_bytes: the largest size accepted, or None for no limit.
     :param refuse_size: builds the refusal of a file over ``max_bytes``, as for :func:`resolve_input`.
     """
-    _inspect(name, value, max_bytes, refuse_size)
-
-
-def _inspect(
-    name: str,
-    value: str | ObjectStoragePath,
-    max_bytes: int | None,
-    refuse_size: Callable[[str, int], InvalidParameter] | None,
-) -> tuple[ObjectStoragePath, AbstractFileSystem, str, dict[str, Any], int | None]:
     path = _path(name, value)
     # Messages name the URI as the user wrote it (Airflow 3.0 rewrites some when parsing).
     shown = value.strip() if isinstance(value, str) else str(path)
     fs = _filesystem(name, path, shown)
     info = _metadata(name, path, fs, shown)
-    return path, fs, shown, info, _checked_size(name, shown, info, max_bytes, refuse_size)
+    return Inspected(name, path, fs, shown, info, _checked_size(name, shown, info, max_bytes, refuse_size))
+
+
+def deliver(
+    inspected: Inspected,
+    *,
+    mode: str,
+    hook: SegmindHook,
+    log: TaskLog,
+    expiration: int = DEFAULT_PRESIGN_SECONDS,
+) -> str:
+    """The URL Segmind fetches for a checked input: presigned, or uploaded to Segmind's files API.
+
+    :param inspected: what :func:`check_input` returned.
+    :param mode: ``auto``, ``presign`` or ``upload`` (already checked).
+    :param hook: the Segmind hook that uploads.
+    :param log: where to say what was done (a presigned URL is logged without its query).
+    :param expiration: seconds a presigned URL stays valid.
+    """
+    name, shown = inspected.name, inspected.shown
+    if mode != "upload":
+        url = _presigned(
+            name, inspected.path, inspected.fs, shown, expiration=expiration, required=mode == "presign", log=log
+        )
+        if url is not None:
+            log.info("Input %s: presigned %s for %d s as %s", name, shown, expiration, display_url(url))
+            return url
+    return _uploaded(inspected, hook=hook, log=log)
 
 
 def content_type_of(info: dict[str, Any], filename: str) -> str:
@@ -283,20 +322,11 @@ def _presigned(
     return None
 
 
-def _uploaded(
-    name: str,
-    path: ObjectStoragePath,
-    fs: AbstractFileSystem,
-    shown: str,
-    *,
-    info: dict[str, Any],
-    size: int | None,
-    hook: SegmindHook,
-    log: TaskLog,
-) -> str:
+def _uploaded(inspected: Inspected, *, hook: SegmindHook, log: TaskLog) -> str:
+    name, path, fs, shown, size = inspected.name, inspected.path, inspected.fs, inspected.shown, inspected.size
     if size is None:
         raise InvalidParameter(name, f"the storage of {shown} does not report its size, so it cannot be uploaded")
-    content_type = content_type_of(info, path.name)
+    content_type = content_type_of(inspected.info, path.name)
 
     def source() -> BinaryIO:
         # Small read blocks: some filesystems would otherwise prefetch the whole object.
