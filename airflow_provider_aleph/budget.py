@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 MAX_PAUSE_SECONDS = 60.0
 #: First shared pause after a 429 that gave no hint; doubles while 429s keep coming.
 BASE_PAUSE_SECONDS = 1.0
+#: An adaptive budget's rate after a 429, as a share of the rate before it (multiplicative decrease).
+DECREASE = 0.5
+#: An adaptive budget regains its rate linearly (additive increase): from none to the ceiling in the
+#: time this many calls take at the ceiling (at 50 a minute: from half to full in 5 minutes).
+RECOVERY_CALLS = 500
+#: The lowest rate a run of 429s can bring an adaptive budget to, as a share of its ceiling.
+MIN_RATE_SHARE = 0.05
 
 
 class RequestBudget:
@@ -45,9 +52,16 @@ class RequestBudget:
     by one timer, so waiting costs a future per caller and no task. A caller cancelled while
     waiting leaves the queue. Use it from one event loop only.
 
-    :param max_requests_per_minute: the rate, spread evenly: one call every ``60 / rate`` seconds.
+    An *adaptive* budget also lowers its rate at once when the API answers 429 (by :data:`DECREASE`, once
+    for the calls in flight together) and regains it gradually afterwards (:data:`RECOVERY_CALLS`), so
+    several processes sharing one account settle under its limit with no coordination; the rate never
+    exceeds ``max_requests_per_minute``.
+
+    :param max_requests_per_minute: the rate, spread evenly: one call every ``60 / rate`` seconds; the
+        ceiling of an adaptive budget.
     :param name: what the budget is for (the connection id), for log lines.
     :param clock: monotonic time in seconds; must follow the event loop's clock when waiting.
+    :param adaptive: lower the rate on 429 and regain it gradually (AIMD); False keeps it fixed.
     """
 
     def __init__(
@@ -56,13 +70,18 @@ class RequestBudget:
         *,
         name: str = "segmind",
         clock: Callable[[], float] = time.monotonic,
+        adaptive: bool = False,
     ) -> None:
         if not max_requests_per_minute > 0:
             raise ValueError(f"max_requests_per_minute must be positive, got {max_requests_per_minute!r}")
         self.max_requests_per_minute = float(max_requests_per_minute)
-        self.interval = 60.0 / self.max_requests_per_minute
         self.name = name
         self.clock = clock
+        self.adaptive = adaptive
+        #: The current rate, in calls a minute: the ceiling, or less after a 429 when adaptive.
+        self.rate = self.max_requests_per_minute
+        self._rate_at = -math.inf  # when the rate was last brought up to date
+        self._last_grant: tuple[float, float] | None = None  # (ticket, the slot time before it), for refund
         self._next_at = -math.inf  # when the next call may go (the GCRA theoretical arrival time)
         self._paused_until = -math.inf
         self._paused_at = -math.inf  # when the latest 429 was noted
@@ -75,6 +94,11 @@ class RequestBudget:
             f"{type(self).__name__}({self.name!r}, max_requests_per_minute={self.max_requests_per_minute:g}, "
             f"waiting={len(self._waiters)})"
         )
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two calls at the current rate."""
+        return 60.0 / self.rate
 
     def next_slot_at(self) -> float:
         """The clock reading from which the next call may go: the rate's spacing, or a 429 pause."""
@@ -136,6 +160,18 @@ class RequestBudget:
         else:
             ceiling = min(MAX_PAUSE_SECONDS, BASE_PAUSE_SECONDS * 2 ** (self._streak - 1))
             pause = random.uniform(ceiling / 2, ceiling)
+        if self.adaptive and ticket >= self._paused_at:
+            self._recover(now)
+            self.rate = max(self.max_requests_per_minute * MIN_RATE_SHARE, self.rate * DECREASE)
+            # It regains its rate once the pause is over, not during it.
+            self._rate_at = now + pause
+            log.warning(
+                "Segmind rate limit reached on connection %s: its calls slow to %.1f a minute and speed up "
+                "again gradually (ceiling %g)",
+                self.name,
+                self.rate,
+                self.max_requests_per_minute,
+            )
         self._paused_at = now
         if now + pause > self._paused_until:
             self._paused_until = now + pause
@@ -173,7 +209,25 @@ class RequestBudget:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def refund(self, ticket: float) -> None:
+        """Give back a slot taken at ``ticket`` and not used, if no slot was taken after it.
+
+        :param ticket: what :meth:`acquire` returned.
+        """
+        if self._last_grant is not None and self._last_grant[0] == ticket:
+            self._next_at = self._last_grant[1]
+            self._last_grant = None
+            self._rearm()
+
+    def _recover(self, now: float) -> None:
+        if self.adaptive and self.rate < self.max_requests_per_minute and now > self._rate_at:
+            per_second = self.max_requests_per_minute**2 / (60.0 * RECOVERY_CALLS)
+            self.rate = min(self.max_requests_per_minute, self.rate + (now - self._rate_at) * per_second)
+        self._rate_at = max(self._rate_at, now)
+
     def _take(self, now: float) -> float:
+        self._recover(now)
+        self._last_grant = (now, self._next_at)
         self._next_at = max(self._next_at, now) + self.interval
         return now
 

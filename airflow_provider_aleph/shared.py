@@ -1,9 +1,11 @@
-"""What the triggers of one connection share on one event loop: its settings, one HTTP client, one budget.
+"""What the triggers of one connection share on one event loop: its settings, one HTTP client, one
+request budget and the poll scheduler that hands the budget's slots to their polls.
 
 A triggerer runs thousands of triggers on one event loop. Instead of a connection lookup and an
 ``httpx.AsyncClient`` per trigger, the first trigger of a connection reads the connection (without
-blocking the loop) and opens one client and one :class:`~airflow_provider_aleph.budget.RequestBudget`;
-the others reuse them, and the last one to leave closes the client and drops the entry.
+blocking the loop) and opens one client, one :class:`~airflow_provider_aleph.budget.RequestBudget` and
+one :class:`~airflow_provider_aleph.polling.PollScheduler`; the others reuse them, and the last one
+to leave closes the client and drops the entry.
 
 Entries are keyed by the running loop as well as the connection id: a worker waiting with
 ``deferrable=False`` runs the trigger under its own ``asyncio.run``, and nothing bound to one loop
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 from airflow_provider_aleph.budget import RequestBudget
 from airflow_provider_aleph.hooks.connection import REREAD_SECONDS
 from airflow_provider_aleph.hooks.segmind import SegmindHook
+from airflow_provider_aleph.polling import PollPolicy, PollScheduler
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -110,7 +113,7 @@ _SHARES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SharedCo
 
 
 class SharedConnection:
-    """One connection's settings, async client and request budget on one event loop.
+    """One connection's settings, async client, request budget and poll scheduler on one event loop.
 
     Get one with :func:`acquire_shared` and give it back with :meth:`release`, once per acquire.
 
@@ -122,6 +125,7 @@ class SharedConnection:
         #: Triggers holding this share: each polls through the budget.
         self.users = 0
         self.channel: AsyncChannel | None = None
+        self.scheduler: PollScheduler | None = None
         self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
 
@@ -138,10 +142,16 @@ class SharedConnection:
             if self.channel is not None:
                 return
             params = await SegmindHook(self.conn_id).aget_conn_params()
+            policy = PollPolicy(params.poll_policy)
+            # The adaptive policy also adapts the rate: down at once on a 429, back up gradually.
+            budget = RequestBudget(
+                params.max_requests_per_minute, name=self.conn_id, adaptive=policy is PollPolicy.ADAPTIVE
+            )
+            self.scheduler = PollScheduler(budget, policy)
             self.channel = AsyncChannel(
                 params=params,
                 client=SegmindHook.new_async_client(params, max_connections=MAX_CALLS_IN_FLIGHT),
-                budget=RequestBudget(params.max_requests_per_minute, name=self.conn_id),
+                budget=budget,
                 gate=asyncio.Semaphore(MAX_CALLS_IN_FLIGHT),
                 # A fresh hook reads the connection afresh: a rotated key reaches every waiting trigger.
                 reread=self._read,
@@ -156,15 +166,11 @@ class SharedConnection:
             raise RuntimeError(f"the shared connection {self.conn_id!r} is not open")
         return SegmindHook(self.conn_id, channel=self.channel)
 
-    def poll_interval(self, wanted: float) -> float:
-        """The interval a trigger of this share should poll at: ``wanted``, stretched so that all
-        of this connection's triggers on this loop fit its request budget.
-
-        :param wanted: the trigger's own poll interval, in seconds.
-        """
-        if self.channel is None or self.channel.budget is None:
-            return wanted
-        return self.channel.budget.stretched_interval(wanted, self.users)
+    def polls(self) -> PollScheduler:
+        """The scheduler that hands this share's request budget to its triggers' polls."""
+        if self.scheduler is None:
+            raise RuntimeError(f"the shared connection {self.conn_id!r} is not open")
+        return self.scheduler
 
     async def release(self) -> None:
         """Give the share back; the last user drops the entry and closes the client."""
@@ -180,6 +186,9 @@ class SharedConnection:
             if not per_loop:
                 del _SHARES[self._loop]
         channel, self.channel = self.channel, None
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            await scheduler.close()
         if channel is not None:
             await channel.client.aclose()
 

@@ -72,6 +72,17 @@ def _whole_from_one(raw: Any) -> int:
     return value
 
 
+#: How the polls of waiting requests are spaced (see :mod:`airflow_provider_aleph.polling`).
+POLL_POLICIES = ("adaptive", "fixed")
+DEFAULT_POLL_POLICY = "adaptive"
+
+
+def _poll_policy(raw: Any) -> str:
+    if not isinstance(raw, str) or raw.strip().lower() not in POLL_POLICIES:
+        raise ValueError(raw)
+    return raw.strip().lower()
+
+
 @dataclass(frozen=True)
 class Extra:
     """One connection extra.
@@ -153,6 +164,15 @@ EXTRAS: Mapping[str, Extra] = {
         parse=_positive,
         json_type="number",
     ),
+    "poll_policy": Extra(
+        label="Poll policy",
+        description="adaptive: poll each job when it is likely done, learning job durations, and slow down on "
+        "429 (default); fixed: poll every job at its poll interval, stretched to fit the request budget",
+        default=DEFAULT_POLL_POLICY,
+        allowed="'adaptive' or 'fixed'",
+        parse=_poll_policy,
+        json_type="string",
+    ),
 }
 
 
@@ -223,6 +243,8 @@ class ConnectionParams:
         ``max_consecutive_failures``).
     :param outage_tolerance: seconds the polls of a running job ride out a failing API before the
         task fails (extra ``outage_tolerance``); 429s never count.
+    :param poll_policy: how the polls of waiting requests are spaced: ``adaptive`` or ``fixed``
+        (extra ``poll_policy``).
     """
 
     base_url: str
@@ -232,6 +254,7 @@ class ConnectionParams:
     max_requests_per_minute: float = DEFAULT_MAX_REQUESTS_PER_MINUTE
     max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES
     outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE
+    poll_policy: str = DEFAULT_POLL_POLICY
 
 
 def read_connection_params(conn: Any, extra: Mapping[str, Any], conn_id: str) -> ConnectionParams:

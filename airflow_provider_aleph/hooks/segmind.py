@@ -258,18 +258,25 @@ class SegmindHook(BaseHook):
                 return self._parsed(parse, response, spec)
         raise AssertionError("unreachable: the policy returns or raises")
 
-    async def _acall(self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T]) -> T:
+    async def _acall(
+        self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T], ticket: float | None = None
+    ) -> T:
         key = (await self.aget_conn_params()).api_key
         try:
-            return await self._aattempts(spec, parse)
+            return await self._aattempts(spec, parse, ticket)
         except SegmindAuthError:
             if not await self._akey_rotated(key):
                 raise
             return await self._aattempts(spec, parse)
 
-    async def _aattempts(self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T]) -> T:
+    async def _aattempts(
+        self, spec: RequestSpec, parse: Callable[[httpx.Response, RequestSpec], T], ticket: float | None = None
+    ) -> T:
+        """Try ``spec`` under the retry policy; each attempt takes a slot of the budget, except that the
+        first uses ``ticket`` when given (a slot the poll scheduler already took for it)."""
         client = await self.aget_conn()
         budget, gate = (self._channel.budget, self._channel.gate) if self._channel else (None, None)
+        prepaid = ticket
         # With a shared budget, a 429 pauses the budget for every caller: no private wait on top.
         async for attempt in self._policy(await self.aget_conn_params()).aretrying(
             spec, shared_pause=budget is not None
@@ -277,14 +284,18 @@ class SegmindHook(BaseHook):
             with attempt:
                 # Each attempt takes the settings as they are now: a re-read during an outage applies.
                 params = await self.aget_conn_params()
-                ticket = await budget.acquire() if budget is not None else 0.0
+                slot: float
+                if prepaid is not None:
+                    slot, prepaid = prepaid, None
+                else:
+                    slot = await budget.acquire() if budget is not None else 0.0
                 try:
                     async with gate or contextlib.nullcontext():
                         response = await client.send(self._request(client, spec, params))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc, spec) from None
                 if budget is not None:
-                    budget.answered(ticket, response)
+                    budget.answered(slot, response)
                 return self._parsed(parse, response, spec)
         raise AssertionError("unreachable: the policy returns or raises")
 
@@ -311,10 +322,16 @@ class SegmindHook(BaseHook):
         """
         return self._call(status_spec(self.get_conn_params().base_url, request_id, status_url), parse_state)
 
-    async def aget_status(self, request_id: str, status_url: str | None = None) -> RequestState:
-        """Async twin of :meth:`get_status`."""
+    async def aget_status(
+        self, request_id: str, status_url: str | None = None, *, ticket: float | None = None
+    ) -> RequestState:
+        """Async twin of :meth:`get_status`.
+
+        :param ticket: a slot of the shared request budget already taken for this call (the poll
+            scheduler takes it when it picks the request); None to queue for one.
+        """
         params = await self.aget_conn_params()
-        return await self._acall(status_spec(params.base_url, request_id, status_url), parse_state)
+        return await self._acall(status_spec(params.base_url, request_id, status_url), parse_state, ticket)
 
     def get_result(self, request_id: str, response_url: str | None = None) -> RequestState:
         """Read a request's final body, with its output URL once COMPLETED.
@@ -344,10 +361,15 @@ class SegmindHook(BaseHook):
         return state
 
     async def aget_state(
-        self, request_id: str, status_url: str | None = None, response_url: str | None = None
+        self,
+        request_id: str,
+        status_url: str | None = None,
+        response_url: str | None = None,
+        *,
+        ticket: float | None = None,
     ) -> RequestState:
-        """Async twin of :meth:`get_state`."""
-        state = await self.aget_status(request_id, status_url)
+        """Async twin of :meth:`get_state`; ``ticket`` is for the status call, as in :meth:`aget_status`."""
+        state = await self.aget_status(request_id, status_url, ticket=ticket)
         if state.status.rule.meaning is Meaning.SUCCEEDED:
             return await self.aget_result(request_id, response_url)
         return state

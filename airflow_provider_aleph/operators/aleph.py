@@ -19,6 +19,8 @@ ALEPH_MODEL = "runway-gen4-aleph"
 MAX_VIDEO_BYTES = 16 * MIB
 #: Aleph uses about the first 5 seconds of the input video.
 VIDEO_SECONDS_USED = 5.0
+#: A typical Aleph job's duration, from the model page ("~169 s"): where the poll scheduler starts.
+ALEPH_EXPECTED_DURATION = 169.0
 ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
 #: Seeds are sent as JSON integers; a signed 64-bit range is what any backend can hold.
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
@@ -80,6 +82,9 @@ class RunwayAlephOperator(SegmindSubmitOperator):
     :param reference_image: an image to influence the style, given like ``video`` (templated).
     :param seed: an integer for reproducible results; a rendered string of digits is accepted
         (templated).
+
+    ``expected_duration`` defaults to Aleph's typical 169 s (the model page's figure): the first poll
+    comes when about a quarter of such jobs are done, and what this connection sees refines it.
     """
 
     template_fields: Sequence[str] = (
@@ -109,6 +114,7 @@ class RunwayAlephOperator(SegmindSubmitOperator):
         seed: int | str | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("expected_duration", ALEPH_EXPECTED_DURATION)
         super().__init__(model=ALEPH_MODEL, **kwargs)
         self.prompt = prompt
         self.video = video

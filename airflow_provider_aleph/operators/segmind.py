@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -60,7 +61,12 @@ class SegmindSubmitOperator(BaseOperator):
         storage URIs or ``ObjectStoragePath`` objects are presigned or uploaded (see ``input_mode``).
     :param segmind_conn_id: the Airflow connection of type ``segmind``.
     :param deferrable: wait in the triggerer (True) or in the worker (False).
-    :param poll_interval: seconds between status polls.
+    :param poll_interval: the shortest time between two status polls of the job, in seconds.
+    :param max_poll_interval: the longest time between two status polls while the connection's request
+        budget allows, in seconds (default 60).
+    :param expected_duration: how long a job of this model typically takes, in seconds: polls skip the
+        early part of it and then follow the chance that the job is done (default: none, learned from
+        the jobs this connection sees).
     :param timeout: how long to wait for the job after submitting it (seconds or timedelta).
     :param input_mode: how object storage inputs reach Segmind: ``auto`` (a presigned URL when the
         filesystem can sign one, else an upload to Segmind's files API), ``presign`` or ``upload``.
@@ -96,6 +102,8 @@ class SegmindSubmitOperator(BaseOperator):
         segmind_conn_id: str = SegmindHook.default_conn_name,
         deferrable: bool = True,
         poll_interval: float = 10.0,
+        max_poll_interval: float | None = None,
+        expected_duration: float | None = None,
         timeout: float | timedelta = timedelta(hours=1),
         input_mode: str = "auto",
         output_path: str | ObjectStoragePath | None = None,
@@ -116,6 +124,17 @@ class SegmindSubmitOperator(BaseOperator):
         self.allowed_hosts = allowed_hosts_param(allowed_hosts)
         if self.poll_interval <= 0:
             raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
+        self.max_poll_interval = None if max_poll_interval is None else float(max_poll_interval)
+        if self.max_poll_interval is not None and not self.max_poll_interval >= self.poll_interval:
+            raise ValueError(
+                f"max_poll_interval must be a number of seconds no shorter than poll_interval "
+                f"({self.poll_interval:g}), or None; got {max_poll_interval!r}"
+            )
+        self.expected_duration = None if expected_duration is None else float(expected_duration)
+        if self.expected_duration is not None and not 0 < self.expected_duration < math.inf:
+            raise ValueError(
+                f"expected_duration must be a positive number of seconds, or None; got {expected_duration!r}"
+            )
         if self.timeout.total_seconds() <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         if "{{" not in str(input_mode):
@@ -245,12 +264,15 @@ class SegmindSubmitOperator(BaseOperator):
             status_url=request.status_url,
             response_url=request.response_url,
             submitted_at=submitted_at,
+            model=self.model,
+            expected_duration=self.expected_duration,
+            max_poll_interval=self.max_poll_interval,
         )
         if self.deferrable:
             # No defer timeout: Airflow would skip execute_complete when it fires. The trigger
             # emits its own timeout event against the same absolute deadline instead.
             self.defer(trigger=trigger, method_name="execute_complete")
-        self.log.info("Waiting in the worker (deferrable=False), polling every %.1fs", self.poll_interval)
+        self.log.info("Waiting in the worker (deferrable=False), polling at most every %.1fs", self.poll_interval)
         return self._finish(context, wait_in_worker(trigger))
 
     def _finish(self, context: Context, payload: Any) -> SegmindResult:

@@ -1,8 +1,9 @@
 """SegmindRequestTrigger: wait for a submitted request in the triggerer, with GETs only.
 
-The triggers of one connection on one event loop share its settings, one HTTP client and one
-request budget (see :mod:`airflow_provider_aleph.shared`): they poll less often as more of them
-wait, and a 429 pauses them all together.
+The triggers of one connection on one event loop share its settings, one HTTP client, one request
+budget and one poll scheduler (see :mod:`airflow_provider_aleph.shared`): each trigger asks the
+scheduler for its turn before every poll (:mod:`airflow_provider_aleph.polling` decides which
+request's poll is worth the budget's next call), and a 429 pauses them all together.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from airflow_provider_aleph.hooks.segmind import SegmindHook
+    from airflow_provider_aleph.polling import PollJob, PollScheduler
     from airflow_provider_aleph.protocol import RequestState
     from airflow_provider_aleph.shared import SharedConnection
     from airflow_provider_aleph.types import TaskLog
@@ -59,17 +61,23 @@ class SegmindRequestTrigger(BaseTrigger):
 
     It never submits: a trigger rebuilt after a triggerer restart resumes the same request with
     the same deadline. Its serialized kwargs are plain JSON and hold no secret (the key is read
-    from the connection in ``run()``). Its polls draw on the connection's request budget
-    (extra ``max_requests_per_minute``), so its interval stretches when many jobs are in flight.
+    from the connection in ``run()``). When it polls is the connection's poll scheduler's decision
+    (extra ``poll_policy``), within the connection's request budget (extra ``max_requests_per_minute``):
+    by default, when the job is likely to be done, from the durations seen of the same model.
 
     :param request_id: the Segmind request id.
     :param segmind_conn_id: the Airflow connection id.
     :param deadline: when to give up waiting (aware datetime or ISO-8601 string, UTC).
-    :param poll_interval: seconds between status polls, at least; longer when the connection's
-        request budget is shared by many triggers.
+    :param poll_interval: the shortest time between two status polls of this request, in seconds.
     :param status_url: the ``status_url`` the submit returned; built from the id when omitted.
     :param response_url: the ``response_url`` the submit returned; built from the id when omitted.
-    :param submitted_at: when the request was submitted, for elapsed times in the log.
+    :param submitted_at: when the request was submitted: the scheduler reckons the job's progress
+        from it (without it, the request is polled at once, then every ``poll_interval``).
+    :param model: the model slug; requests of one model share what is learned of their durations.
+    :param expected_duration: the typical duration of the model's jobs, in seconds, as a starting
+        point for the scheduler (None: learned from the jobs seen).
+    :param max_poll_interval: the longest time between two polls of this request while the request
+        budget allows, in seconds; None for the scheduler's default (60 s).
     """
 
     def __init__(
@@ -81,6 +89,9 @@ class SegmindRequestTrigger(BaseTrigger):
         status_url: str | None = None,
         response_url: str | None = None,
         submitted_at: datetime | str | None = None,
+        model: str | None = None,
+        expected_duration: float | None = None,
+        max_poll_interval: float | None = None,
     ) -> None:
         super().__init__()
         self.request_id = request_id
@@ -90,6 +101,9 @@ class SegmindRequestTrigger(BaseTrigger):
         self.status_url = status_url
         self.response_url = response_url
         self.submitted_at = to_utc(submitted_at) if submitted_at else None
+        self.model = model
+        self.expected_duration = float(expected_duration) if expected_duration else None
+        self.max_poll_interval = float(max_poll_interval) if max_poll_interval else None
         self._finished = False
 
     def __repr__(self) -> str:
@@ -107,6 +121,9 @@ class SegmindRequestTrigger(BaseTrigger):
                 "status_url": self.status_url,
                 "response_url": self.response_url,
                 "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+                "model": self.model,
+                "expected_duration": self.expected_duration,
+                "max_poll_interval": self.max_poll_interval,
             },
         )
 
@@ -133,28 +150,40 @@ class SegmindRequestTrigger(BaseTrigger):
     async def _wait(self, releases: contextlib.AsyncExitStack) -> RequestEvent:
         share: SharedConnection | None = None
         hook: SegmindHook | None = None
+        scheduler: PollScheduler | None = None
+        job: PollJob | None = None
         last: str | None = None
         warned = False  # about an undocumented status: once per request
         while (left := self._seconds_left()) > 0:
             try:
-                # The connection lookup and retries inside the hook must not run past the deadline.
+                # The connection lookup, the turn and the retries inside the hook must not run past the deadline.
                 async with asyncio.timeout(left):
-                    if share is None or hook is None:
+                    if share is None or hook is None or scheduler is None or job is None:
                         share = await acquire_shared(self.segmind_conn_id)
                         releases.push_async_callback(share.release)
-                        hook = share.hook()
-                    state = await hook.aget_state(self.request_id, self.status_url, self.response_url)
+                        hook, scheduler = share.hook(), share.polls()
+                        job = scheduler.register(
+                            self.request_id,
+                            model=self.model,
+                            poll_interval=self.poll_interval,
+                            max_poll_interval=self.max_poll_interval,
+                            expected_duration=self.expected_duration,
+                            submitted_at=self.submitted_at,
+                        )
+                        releases.callback(scheduler.forget, job)
+                    ticket = await scheduler.turn(job)
+                    state = await hook.aget_state(self.request_id, self.status_url, self.response_url, ticket=ticket)
             except TimeoutError:
                 break
             except SegmindError as err:
                 return error_event(self.request_id, err)
+            scheduler.seen(job, state)
             if state.reported != last and (state.status.rule.documented or not warned):
                 note_state(self.log, state, self._elapsed())
                 warned = warned or not state.status.rule.documented
             last = state.reported
             if event := conclude(state, self._elapsed()):
                 return event
-            await asyncio.sleep(max(0.0, min(share.poll_interval(self.poll_interval), self._seconds_left())))
         return timeout_event(self.request_id, self.deadline.isoformat(), last)
 
     def _left_running(self, why: str) -> None:

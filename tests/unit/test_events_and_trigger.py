@@ -154,12 +154,38 @@ def test_rebuilt_trigger_keeps_the_same_absolute_deadline(deadline: datetime | s
 
 def test_rebuilt_trigger_keeps_every_setting() -> None:
     submitted = datetime(2031, 5, 17, 9, 0, tzinfo=UTC)
-    trigger = make_trigger(poll_interval=2.5, status_url=STATUS_URL, response_url=RESULT_URL, submitted_at=submitted)
+    trigger = make_trigger(
+        poll_interval=2.5,
+        status_url=STATUS_URL,
+        response_url=RESULT_URL,
+        submitted_at=submitted,
+        model="runway-gen4-aleph",
+        expected_duration=169,
+        max_poll_interval=45,
+    )
     again = rebuild(trigger)
     assert again.serialize() == trigger.serialize()
     assert (again.request_id, again.segmind_conn_id) == (RID, CONN_ID)
     assert (again.poll_interval, again.status_url, again.response_url) == (2.5, STATUS_URL, RESULT_URL)
     assert again.submitted_at == submitted
+    assert (again.model, again.expected_duration, again.max_poll_interval) == ("runway-gen4-aleph", 169.0, 45.0)
+
+
+def test_kwargs_serialized_by_the_previous_version_still_load() -> None:
+    """A trigger deferred before the poll scheduler existed is rebuilt from the kwargs it was saved with."""
+    saved = {
+        "request_id": RID,
+        "segmind_conn_id": CONN_ID,
+        "deadline": "2031-05-17T09:30:15+00:00",
+        "poll_interval": 10.0,
+        "status_url": STATUS_URL,
+        "response_url": RESULT_URL,
+        "submitted_at": "2031-05-17T09:00:00+00:00",
+    }
+    trigger = SegmindRequestTrigger(**saved)
+    assert (trigger.model, trigger.expected_duration, trigger.max_poll_interval) == (None, None, None)
+    _, kwargs = trigger.serialize()
+    assert {key: kwargs[key] for key in saved} == saved
 
 
 # -- run() ---------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def test_connection_form_renders_with_our_labels_and_extra_fields():
         "max_requests_per_minute",
         "max_consecutive_failures",
         "outage_tolerance",
+        "poll_policy",
     }
 
 

@@ -15,6 +15,7 @@ import respx
 
 from airflow_provider_aleph.events import RequestEvent
 from airflow_provider_aleph.hooks.segmind import SegmindHook
+from airflow_provider_aleph.polling import PollPolicy
 from airflow_provider_aleph.shared import acquire_shared
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 from tests.fakes import open_shares, set_segmind_conn
@@ -127,7 +128,10 @@ async def test_triggers_of_one_connection_share_one_client_and_budget_then_let_g
     assert client is not None
     assert first.channel.budget is not None
     assert first.channel.budget.max_requests_per_minute == 60000
-    assert first.poll_interval(0.0) == pytest.approx(2 * 0.001)
+    scheduler = first.polls()
+    assert scheduler.budget is first.channel.budget, "the scheduler hands out the shared budget's slots"
+    assert scheduler.policy is PollPolicy.ADAPTIVE
+    assert first.channel.budget.adaptive
     hook = first.hook()
     await hook.aclose()
     assert not client.is_closed, "a hook does not close the shared client"
@@ -207,22 +211,33 @@ async def test_finished_triggers_release_the_share_and_close_the_client(monkeypa
 async def test_cancelled_triggers_leave_the_budget_queue_and_release_the_share(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    set_conn(monkeypatch, max_requests_per_minute=6)  # ten seconds apart: all but one trigger queue
+    set_conn(monkeypatch, max_requests_per_minute=6)  # ten seconds apart: all but one trigger wait their turn
     rids = [f"req-cancel-{n}" for n in range(5)]
     for rid in rids:
         respx.get(status_url(rid)).mock(return_value=httpx.Response(200, json=body(rid, "PROCESSING")))
     runs = [asyncio.create_task(only_event(trigger(rid, poll=60))) for rid in rids]
-    while len(respx.calls) < 1 or len(open_shares()[CONN_ID].channel.budget._waiters) < 4:  # type: ignore[union-attr]
+
+    def waiting_turns() -> int:
+        share = open_shares().get(CONN_ID)
+        return 0 if share is None or share.scheduler is None else len(share.scheduler._queue)
+
+    while len(respx.calls) < 1 or waiting_turns() < 4:
         await asyncio.sleep(0.001)
     share = open_shares()[CONN_ID]
-    budget, client = share.channel.budget, share.channel.client
+    assert share.channel is not None
+    budget, client, scheduler = share.channel.budget, share.channel.client, share.polls()
     assert budget is not None
     assert client is not None
+    dispatcher = scheduler._dispatcher
+    assert dispatcher is not None
+    assert not dispatcher.done()
     for run in runs:
         run.cancel()
     results = await asyncio.gather(*runs, return_exceptions=True)
     assert all(isinstance(result, asyncio.CancelledError) for result in results)
     assert len(budget._waiters) == 0
+    assert scheduler.jobs == {}
+    assert dispatcher.done(), "the scheduler stops handing out turns with its last trigger"
     assert share.users == 0
     assert client.is_closed
     assert dict(open_shares()) == {}
