@@ -66,8 +66,6 @@ DEFAULT_MAX_POLL_INTERVAL = 60.0
 PRIOR_SIGMA = 0.4
 #: How many observed durations the assumed spread is worth, against the spread of those observed.
 PRIOR_WEIGHT = 2.0
-#: Growth of the gap between the polls of a job whose model's durations are not known yet.
-SCOUT_BACKOFF = 1.5
 #: Durations kept per model: the estimate follows the recent ones.
 KEPT_DURATIONS = 200
 #: A change of the estimate's median or spread by this share re-plans the model's waiting jobs.
@@ -183,6 +181,7 @@ class PollJob:
     running_at: float | None = None
     due: float = 0.0
     _turn: asyncio.Future[float] | None = field(default=None, repr=False)
+    _entry: int = field(default=-1, repr=False)  # which queue entry is the live one
 
 
 class PollScheduler:
@@ -279,7 +278,8 @@ class PollScheduler:
         job.due = self.due_at(job)
         turn: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         job._turn = turn
-        heapq.heappush(self._queue, (job.due, next(self._order), job))
+        job._entry = next(self._order)
+        heapq.heappush(self._queue, (job.due, job._entry, job))
         self._kick(job.due)
         try:
             return await turn
@@ -325,12 +325,12 @@ class PollScheduler:
             # Where the job is in its run is unknown: the shortest interval, as the budget allows.
             return (now if job.last_look is None else job.last_look) + job.poll_interval
         if not estimate.known:
-            return self._backing_off(job)
+            return self._unknown(job)
         if not estimate.observed:
             scout = self._scouts.get(job.model)
             if scout is None or scout is job or self.jobs.get(scout.request_id) is not scout:
                 self._scouts[job.model] = job  # the hint is not confirmed yet: this one looks early
-                return self._backing_off(job)
+                return self._unknown(job)
         if job.last_look is None:
             return job.submitted + estimate.when_survival(1.0 - FIRST_LOOK_ODDS)
         seen_running = job.last_look - job.submitted
@@ -347,11 +347,10 @@ class PollScheduler:
                 await dispatcher
 
     @staticmethod
-    def _backing_off(job: PollJob) -> float:
-        """The next poll of a job with nothing known of its duration: gaps from ``poll_interval``, growing."""
+    def _unknown(job: PollJob) -> float:
+        """The next poll of a job with nothing known of its duration: ``poll_interval`` after the last."""
         assert job.submitted is not None
-        gap = min(job.poll_interval * SCOUT_BACKOFF ** min(job.looks, 64), job.max_poll_interval)
-        return (job.submitted if job.last_look is None else job.last_look) + gap
+        return (job.submitted if job.last_look is None else job.last_look) + job.poll_interval
 
     def _replan(self, model: str) -> None:
         """Plan the waiting jobs of ``model`` again when its estimate moved by :data:`REPLAN_CHANGE` or more."""
@@ -361,11 +360,16 @@ class PollScheduler:
         if before is not None and all(abs(a - b) < REPLAN_CHANGE * b for a, b in zip(now, before, strict=True)):
             return
         self._planned[model] = now
-        waiting = [job for _, _, job in self._queue if job._turn is not None and not job._turn.done()]
+        waiting = [
+            job
+            for _, entry, job in self._queue
+            if entry == job._entry and job._turn is not None and not job._turn.done()
+        ]
         for job in waiting:
             if job.model == model:
                 job.due = self.due_at(job)
-        self._queue = [(job.due, next(self._order), job) for job in waiting]
+            job._entry = next(self._order)
+        self._queue = [(job.due, job._entry, job) for job in waiting]
         heapq.heapify(self._queue)
         if self._wake is not None:
             self._wake.set()
@@ -384,8 +388,8 @@ class PollScheduler:
     def _next_waiting(self) -> PollJob | None:
         """The job due first that still waits for a turn, dropping those that gave up theirs."""
         while self._queue:
-            job = self._queue[0][2]
-            if job._turn is not None and not job._turn.done():
+            _, entry, job = self._queue[0]
+            if entry == job._entry and job._turn is not None and not job._turn.done():
                 return job
             heapq.heappop(self._queue)
         return None

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,13 @@ async def _submit_all(base_url: str, count: int, video: str) -> list[dict[str, s
         async def one(index: int) -> dict[str, str]:
             async with gate:
                 payload = {"prompt": f"make it winter #{index}", "video": video}
+                # The operator records the submit time and hands it to its trigger.
+                submitted_at = datetime.now(UTC).isoformat()
                 response = await client.post(f"/v2/{ALEPH}", json=payload)
                 response.raise_for_status()
                 body = response.json()
-                return {key: body[key] for key in ("request_id", "status_url", "response_url")}
+                job = {key: body[key] for key in ("request_id", "status_url", "response_url")}
+                return {**job, "submitted_at": submitted_at}
 
         return await asyncio.gather(*(one(index) for index in range(count)))
 
@@ -120,8 +124,10 @@ class WorkerProcess:
     :param python: the interpreter.
     """
 
-    def __init__(self, kind: str, case: ScaleCase, base_url: str, workdir: Path, python: str) -> None:
-        stem = f"{kind}-{case.triggers}"
+    def __init__(
+        self, kind: str, case: ScaleCase, base_url: str, workdir: Path, python: str, profile: Path | None = None
+    ) -> None:
+        stem = f"{kind}-{case.triggers}" + ("-profiled" if profile else "")
         self.jobs_file, self.out = workdir / f"{stem}-jobs.json", workdir / f"{stem}-report.json"
         ready = workdir / f"{stem}.ready"
         for stale in (self.jobs_file, self.out, ready):
@@ -131,6 +137,8 @@ class WorkerProcess:
         command = [python, "-m", "benchmarks.trigger_worker", "--kind", kind, "--jobs", str(self.jobs_file)]
         command += ["--ready", str(ready), "--poll", str(case.poll), "--timeout", str(self.timeout)]
         command += ["--hold", str(case.poll + 1), "--out", str(self.out), "--log", str(workdir / f"{stem}.log")]
+        if profile is not None:
+            command += ["--profile", str(profile)]
         home = workdir / "airflow-home"
         home.mkdir(exist_ok=True)
         self.stdout_path = workdir / f"{stem}.stdout"
@@ -203,6 +211,62 @@ def measure(case: ScaleCase, kind: str, workdir: Path, python: str = sys.executa
         "emulator_cpu_seconds": emulator_cpu,
         "emulator_core_share": emulator_cpu / wall if wall else None,
         "greenback": report["greenback"],
+    }
+
+
+#: Where a file's functions count in the profile of a poll, by the first matching part of its path.
+PROFILE_AREAS = (
+    ("our package (airflow_provider_aleph)", ("airflow_provider_aleph",)),
+    ("HTTP client (httpx, httpcore, h11, anyio)", ("httpx", "httpcore", "/h11/", "anyio", "sniffio")),
+    ("event loop and sockets (asyncio, selectors, ssl, socket)", ("asyncio", "selectors", "socket", "ssl")),
+    ("the triggerer's wrapping (greenback, greenlet)", ("greenback", "greenlet")),
+    ("logging", ("logging", "structlog")),
+)
+
+
+def area_of(filename: str) -> str:
+    """The area of :data:`PROFILE_AREAS` a profiled function's file belongs to ("other" when none)."""
+    for area, parts in PROFILE_AREAS:
+        if any(part in filename for part in parts):
+            return area
+    if filename == "~":
+        return "built-ins called from elsewhere"
+    return "other"
+
+
+def profile_polls(case: ScaleCase, workdir: Path, python: str = sys.executable) -> dict[str, Any]:
+    """Where a poll's CPU time goes: ours at ``case`` under cProfile (a run of its own, slower than unprofiled).
+
+    :param case: the size.
+    :param workdir: where files of the run go.
+    :param python: the interpreter.
+    """
+    import pstats
+
+    stats_path = workdir / f"ours-{case.triggers}.pstats"
+    with EmulatorProcess(
+        latency=case.latency, api_key=API_KEY, options={"fetch_inputs": False}, python=python
+    ) as emulator:
+        worker = WorkerProcess("ours", case, emulator.base_url, workdir, python, profile=stats_path)
+        jobs = submit_jobs(emulator, case.triggers)
+        worker.run(jobs)
+        counts = emulator.counts()["by_request"]
+    polls = sum(sum(counts.get(job["request_id"], {}).get(k, 0) for k in ("status", "result")) for job in jobs)
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, Any]] = pstats.Stats(str(stats_path)).stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in raw.values()) or 1.0
+    areas: dict[str, float] = {}
+    for (filename, _, _), entry in raw.items():
+        areas[area_of(filename)] = areas.get(area_of(filename), 0.0) + entry[2]
+    top = sorted(raw.items(), key=lambda item: item[1][2], reverse=True)[:8]
+    return {
+        "triggers": case.triggers,
+        "polls": polls,
+        "profiled_ms_per_poll": 1000 * total / polls if polls else None,
+        "areas": {area: seconds / total for area, seconds in sorted(areas.items(), key=lambda kv: -kv[1])},
+        "top": [
+            {"function": f"{Path(filename).name}:{line} {name}", "share": entry[2] / total}
+            for (filename, line, name), entry in top
+        ],
     }
 
 
@@ -305,4 +369,15 @@ def run_all(cases: tuple[ScaleCase, ...], workdir: Path, log: Any = print) -> di
             rows.append(row)
         floors.append(measure_floor(case, workdir))
     client_floor = measure_client_floor(300 if cases[-1].triggers < 100 else 3000)
-    return {"rows": rows, "floors": floors, "client_floor": client_floor, "anchor_missing": missing}
+    # The profile runs at the middle size: enough polls to be representative, short enough to add little.
+    profiled = cases[len(cases) // 2]
+    started = time.monotonic()
+    profile = profile_polls(profiled, workdir)
+    log(f"  triggers ours N={profiled.triggers} under cProfile: {time.monotonic() - started:.0f}s")
+    return {
+        "rows": rows,
+        "floors": floors,
+        "client_floor": client_floor,
+        "anchor_missing": missing,
+        "profile": profile,
+    }

@@ -63,6 +63,9 @@ def trigger_factory(kind: str, poll: float, timeout: float) -> Callable[[dict[st
                 poll_interval=poll,
                 status_url=job["status_url"],
                 response_url=job["response_url"],
+                # As the generic operator builds it: the submit time and the model, no duration hint.
+                submitted_at=job.get("submitted_at"),
+                model="runway-gen4-aleph",
             )
 
         return ours
@@ -163,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=0.0, help="seconds each floor task sleeps")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True, help="where the triggers' log lines go")
+    parser.add_argument("--profile", type=Path, help="run under cProfile and write its stats here")
     args = parser.parse_args(argv)
 
     # What the triggers log goes to a file, as a triggerer keeps a log per trigger.
@@ -182,7 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu_before = cpu_seconds()
     wall_before = time.monotonic()
     limit = max(args.timeout, args.hold) + 2 * args.poll + 15
-    results, sampled_peak = asyncio.run(run_all(jobs, build, args.poll, args.hold, limit))
+    if args.profile is None:
+        results, sampled_peak = asyncio.run(run_all(jobs, build, args.poll, args.hold, limit))
+    else:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        results, sampled_peak = profiler.runcall(asyncio.run, run_all(jobs, build, args.poll, args.hold, limit))
+        profiler.dump_stats(args.profile)
     wall = time.monotonic() - wall_before
     cpu = cpu_seconds() - cpu_before
     peak = max(sampled_peak, peak_rss_bytes() if peak_reset else 0)
