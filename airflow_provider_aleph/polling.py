@@ -36,6 +36,7 @@ import heapq
 import itertools
 import logging
 import math
+import random
 import statistics
 import time
 from collections import deque
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aleph.states import Meaning
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from airflow_provider_aleph.budget import RequestBudget
     from airflow_provider_aleph.protocol import RequestState
@@ -66,8 +67,12 @@ DEFAULT_MAX_POLL_INTERVAL = 60.0
 PRIOR_SIGMA = 0.4
 #: How many observed durations the assumed spread is worth, against the spread of those observed.
 PRIOR_WEIGHT = 2.0
-#: Durations kept per model: the estimate follows the recent ones.
+#: Growth of the gaps between the scout's early looks (see the module's description).
+SCOUT_BACKOFF = 1.5
+#: Durations kept per model: the estimate follows the recent ones (and as many running jobs, at most).
 KEPT_DURATIONS = 200
+#: EM steps of a fit that includes running jobs (each fit starts from the one before).
+FIT_STEPS = 20
 #: A change of the estimate's median or spread by this share re-plans the model's waiting jobs.
 REPLAN_CHANGE = 0.1
 _NORMAL = statistics.NormalDist()
@@ -84,9 +89,13 @@ class DurationModel:
     """A lognormal estimate of one model's job durations on one connection, from a hint and what was seen.
 
     Until a duration is observed, the estimate is the operator's hint (its median) with a log-spread of
-    :data:`PRIOR_SIGMA`. From the first observation on, the median is the observed durations' (the hint is
-    a starting point, not evidence: a hint that is far off must not slow the jobs that follow), and the
-    spread is theirs, pulled towards :data:`PRIOR_SIGMA` as if it had been seen :data:`PRIOR_WEIGHT` times.
+    :data:`PRIOR_SIGMA`. From the first observation on, it is fitted to what was seen (the hint is a
+    starting point, not evidence: a hint that is far off must not slow the jobs that follow): the
+    finished jobs' durations, and the jobs still running, each known to take longer than its age when
+    last seen running. Without the second part, the first jobs to finish (the fast ones) would make the
+    estimate too short. The fit is the maximum-likelihood lognormal for such right-censored data (a few
+    EM steps), its spread pulled towards :data:`PRIOR_SIGMA` as if that had been seen :data:`PRIOR_WEIGHT`
+    times.
     With no hint and nothing observed there is no estimate (:attr:`known` is False).
 
     :param expected: the hint: the typical duration in seconds, or None for none.
@@ -130,18 +139,50 @@ class DurationModel:
             if not self._logs:
                 self._mu = math.log(expected)
 
-    def observe(self, seconds: float) -> None:
-        """Take in one job's duration.
+    def observe(self, seconds: float, running: Sequence[float] = ()) -> None:
+        """Take in one job's duration, and fit the estimate again.
 
         :param seconds: how long the job took, submit to completion.
+        :param running: the ages (seconds since submit) at which the jobs still waiting were last seen
+            running: each takes longer than that.
         """
         if not (math.isfinite(seconds) and seconds > 0):
             return
         self._logs.append(math.log(seconds))
-        count = len(self._logs)
-        self._mu = sum(self._logs) / count
-        squares = sum((value - self._mu) ** 2 for value in self._logs)
-        self._sigma = math.sqrt((PRIOR_WEIGHT * PRIOR_SIGMA**2 + squares) / (PRIOR_WEIGHT + count))
+        censored = [math.log(age) for age in running if math.isfinite(age) and age > 0]
+        weight = 1.0
+        if len(censored) > KEPT_DURATIONS:
+            # A sample of the running jobs, each standing for as many as were left out.
+            weight = len(censored) / KEPT_DURATIONS
+            censored = random.sample(censored, KEPT_DURATIONS)
+        self._fit(censored, weight)
+
+    def _fit(self, censored: list[float], weight: float = 1.0) -> None:
+        logs = self._logs
+        count = len(logs) + weight * len(censored)
+        mu = sum(logs) / len(logs)
+        variance = sum((value - mu) ** 2 for value in logs) / len(logs)
+        sigma = max(math.sqrt(variance), 0.05)
+        if censored and len(logs) > 1:
+            mu, sigma = max(mu, self._mu), max(sigma, self._sigma)  # start from the last fit: fewer steps
+        for _ in range(FIT_STEPS if censored else 0):
+            # E step: a running job's log-duration, given that it exceeds its log-age c.
+            first, second = 0.0, 0.0
+            for c in censored:
+                z = (c - mu) / sigma
+                tail = 0.5 * math.erfc(z / math.sqrt(2.0))
+                mills = z + 1.0 / z if tail < 1e-12 else math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) / tail
+                mean = mu + sigma * mills
+                first += mean
+                second += sigma**2 * (1.0 + z * mills - mills**2) + mean**2
+            # M step.
+            mu = (sum(logs) + weight * first) / count
+            variance = max((sum(value * value for value in logs) + weight * second) / count - mu * mu, 1e-6)
+            sigma = math.sqrt(variance)
+        if not censored:
+            variance = sum((value - mu) ** 2 for value in logs) / count
+        self._mu = mu
+        self._sigma = math.sqrt((PRIOR_WEIGHT * PRIOR_SIGMA**2 + count * variance) / (PRIOR_WEIGHT + count))
 
     def survival(self, seconds: float) -> float:
         """The chance that a job is still running ``seconds`` after its submit."""
@@ -306,7 +347,15 @@ class PollScheduler:
                 since = job.running_at if job.running_at is not None else previous
                 seconds = (now if since is None else (since + now) / 2) - job.submitted
             if seconds is not None:
-                self.models[job.model].observe(seconds)
+                running = [
+                    other.running_at - other.submitted
+                    for other in self.jobs.values()
+                    if other.model == job.model
+                    and other is not job
+                    and other.running_at is not None
+                    and other.submitted is not None
+                ]
+                self.models[job.model].observe(seconds, running)
                 self._replan(job.model)
 
     # -- the decision --------------------------------------------------------------------------------
@@ -326,11 +375,20 @@ class PollScheduler:
             return (now if job.last_look is None else job.last_look) + job.poll_interval
         if not estimate.known:
             return self._unknown(job)
+        planned = self._planned_look(job, estimate)
         if not estimate.observed:
             scout = self._scouts.get(job.model)
             if scout is None or scout is job or self.jobs.get(scout.request_id) is not scout:
-                self._scouts[job.model] = job  # the hint is not confirmed yet: this one looks early
-                return self._unknown(job)
+                # The hint is not confirmed yet: this job also looks early, at gaps growing from poll_interval.
+                self._scouts[job.model] = job
+                gap = min(job.poll_interval * SCOUT_BACKOFF ** min(job.looks, 64), job.max_poll_interval)
+                return min(planned, (job.submitted if job.last_look is None else job.last_look) + gap)
+        return planned
+
+    @staticmethod
+    def _planned_look(job: PollJob, estimate: DurationModel) -> float:
+        """The next poll the estimate calls for: the first look, or the next on the chance of being done."""
+        assert job.submitted is not None
         if job.last_look is None:
             return job.submitted + estimate.when_survival(1.0 - FIRST_LOOK_ODDS)
         seen_running = job.last_look - job.submitted

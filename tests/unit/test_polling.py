@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import random
 from datetime import timedelta
 
 import pytest
@@ -81,6 +82,20 @@ def test_the_prior_sets_the_median_and_observations_pull_it_towards_what_is_seen
     assert model.median == pytest.approx(30.0, rel=0.01)
     assert model.sigma < 0.15
     assert model.survival(model.median * 3) < 0.01
+
+
+def test_jobs_still_running_keep_the_first_finishers_from_making_the_estimate_short() -> None:
+    """In a batch the fast jobs finish first; the slow ones, still running, count as 'longer than their age'."""
+    rng = random.Random(5)
+    durations = sorted(169.0 * math.exp(0.3 * rng.gauss(0, 1)) for _ in range(400))
+    naive, censored = DurationModel(None), DurationModel(None)
+    # The first tenth finishes, one by one; at each finish, the others have been running that long.
+    for index, finished in enumerate(durations[:40]):
+        naive.observe(finished)
+        censored.observe(finished, running=[finished] * (len(durations) - 1 - index))
+    assert naive.median < 120.0, "the first finishers alone say jobs are short"
+    assert censored.median == pytest.approx(169.0, rel=0.1)
+    assert censored.sigma == pytest.approx(0.3, abs=0.1)
 
 
 def test_without_a_prior_nothing_is_known_until_a_duration_is_seen() -> None:
@@ -201,10 +216,10 @@ def test_until_a_model_is_seen_to_finish_one_job_scouts_and_the_rest_follow_the_
         await scheduler.close()
 
     run_virtual(main(), loop)
-    assert seen["r0"] == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0]), "the first job scouts at the poll interval"
+    assert seen["r0"] == pytest.approx([1.0, 2.5, 4.75, 8.125]), "the first job scouts, gaps growing by 1.5"
     # Once the scout's 5 s is learned the others are planned again, and polled at once.
     for rid in ("r1", "r2", "r3", "r4"):
-        assert seen[rid][0] == pytest.approx(5.0, abs=0.1)  # one after the other, at the budget's rate
+        assert seen[rid][0] == pytest.approx(8.125, abs=0.1)  # one after the other, at the budget's rate
         assert len(seen[rid]) == 1
 
 
