@@ -33,8 +33,9 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python scripts/demo.py
 
-# Every benchmark side by side in one run (about 12 minutes on 2 cores); rewrites the table in
-# benchmarks/README.md and benchmarks/results.json.
+# Every benchmark side by side in one run (about 14 minutes on 2 cores, 7 of them the polling
+# measurement); rewrites the table in benchmarks/README.md, benchmarks/results.json and the
+# figures benchmarks/polling-*.png (matplotlib, from the `bench` extra in the 3.3 lock).
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.run
 
@@ -86,7 +87,7 @@ FLOOR_DATE := 2025-09-10T00:00:00Z
 NEWEST := $(shell date -u +%Y-%m-%dT00:00:00Z)
 FLOOR_EXEMPT := pytest pytest-asyncio pytest-timeout respx segmind apache-airflow-providers-common-compat asgiref hypothesis moto playwright py-partiql-parser
 lock: $(VENV)/.installed
-	$(BIN)/uv pip compile -q --universal --python-version 3.11 pyproject.toml --extra emulator --extra test --extra lint \
+	$(BIN)/uv pip compile -q --universal --python-version 3.11 pyproject.toml --extra emulator --extra test --extra lint --extra bench \
 		requirements/airflow-3.3.in -o requirements/lock-airflow-3.3.txt
 	$(BIN)/uv pip compile -q --python-version 3.11 pyproject.toml --extra emulator --extra test \
 		requirements/airflow-3.0.in -o requirements/lock-airflow-3.0.txt --exclude-newer $(FLOOR_DATE) \

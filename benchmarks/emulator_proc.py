@@ -2,12 +2,21 @@
 
 Server side (``python -m benchmarks.emulator_proc --latency 30 --ready-file F``): the package's
 :class:`~airflow_provider_aleph.emulator.Emulator`, unchanged, behind an ASGI middleware that counts
-each request by kind (submit, status, result, output, sample) and by request id, and serves two
-read-only routes of its own:
+each request by kind (submit, status, result, output, sample) and by request id, notes when each
+request arrived and the HTTP status it was answered with, and serves three read-only routes of its own:
 
 - ``GET /_bench/counts``: ``{"by_kind": {...}, "by_request": {id: {kind: n}}}``;
 - ``GET /_bench/finished``: ``{id: t}``, when each job reaches its terminal state, on the
-  machine's monotonic clock (``CLOCK_MONOTONIC``, the same in every process of the machine).
+  machine's monotonic clock (``CLOCK_MONOTONIC``, the same in every process of the machine);
+- ``GET /_bench/timeline``: ``{"t": [...], "kind": [...], "code": [...]}``, one entry per request
+  in arrival order: when it arrived (same clock), its kind, and the HTTP status of its answer
+  (0 when no answer was sent).
+
+With ``--time-scale K`` (a benchmark that runs K times faster than real time), the ``Retry-After``
+of each 429 is rewritten from whole seconds to whole *unscaled* seconds divided by K (at least
+``1 / K``): the emulator rounds the wait up to a whole second, which in a run K times faster would
+stretch every announced wait up to K-fold. The exact reset time (``x-rate-limit-reset-at-utc``) is
+left as it is.
 
 Client side: :class:`EmulatorProcess` starts it, reads those routes, and reads the process's
 CPU time from ``/proc`` so a run can show the emulator was not the bottleneck.
@@ -17,13 +26,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter, defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,17 +81,24 @@ def classify(method: str, path: str) -> tuple[str, str | None]:
 
 
 class CountingApp:
-    """ASGI middleware: count requests by kind and request id; answer ``/_bench/*`` itself.
+    """ASGI middleware: count requests by kind and request id, note when each arrived and how it was
+    answered; answer ``/_bench/*`` itself.
 
     :param app: the emulator's ASGI application.
     :param finished: returns ``{request_id: terminal time}`` for the ``/_bench/finished`` route.
+    :param time_scale: how many times faster than real time the benchmark runs; above 1, the
+        ``Retry-After`` of a 429 is given in whole unscaled seconds divided by it.
     """
 
-    def __init__(self, app: ASGIApp, finished: Callable[[], dict[str, float]]) -> None:
+    def __init__(self, app: ASGIApp, finished: Callable[[], dict[str, float]], time_scale: float = 1.0) -> None:
         self.app = app
         self.finished = finished
+        self.time_scale = time_scale
         self.by_kind: Counter[str] = Counter()
         self.by_request: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.arrived: list[float] = []
+        self.kinds: list[str] = []
+        self.codes: list[int] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Count, or serve a ``/_bench`` route, or pass the request on."""
@@ -94,12 +113,49 @@ class CountingApp:
         if path == "/_bench/finished":
             await _send_json(send, self.finished())
             return
+        if path == "/_bench/timeline":
+            await _send_json(send, {"t": self.arrived, "kind": self.kinds, "code": self.codes})
+            return
+        if path.startswith("/_emulator/"):
+            await self.app(scope, receive, send)
+            return
         kind, request_id = classify(scope["method"], path)
-        if not path.startswith("/_emulator/"):
-            self.by_kind[kind] += 1
-            if request_id is not None:
-                self.by_request[request_id][kind] += 1
-        await self.app(scope, receive, send)
+        self.by_kind[kind] += 1
+        if request_id is not None:
+            self.by_request[request_id][kind] += 1
+        index = len(self.arrived)
+        self.arrived.append(time.monotonic())
+        self.kinds.append(kind)
+        self.codes.append(0)
+
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.codes[index] = int(message["status"])
+                if message["status"] == 429 and self.time_scale != 1.0:
+                    message["headers"] = scaled_retry_after(message.get("headers", []), self.time_scale)
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+
+def scaled_retry_after(headers: list[tuple[bytes, bytes]], time_scale: float) -> list[tuple[bytes, bytes]]:
+    """The headers of a 429 with ``Retry-After`` in whole unscaled seconds divided by ``time_scale``.
+
+    The wait is read from ``x-rate-limit-reset-at-utc`` (millisecond precision); without it the
+    headers are returned as they are.
+
+    :param headers: the answer's headers, as ASGI sends them.
+    :param time_scale: how many times faster than real time the run goes.
+    """
+    reset = next((value for name, value in headers if name.lower() == b"x-rate-limit-reset-at-utc"), None)
+    if reset is None:
+        return headers
+    when = datetime.fromisoformat(reset.decode().replace("Z", "+00:00"))
+    wait = max(0.0, when.timestamp() - time.time())
+    # What a real-time server would announce (the wait rounded up to whole seconds, at least 1), scaled.
+    scaled = max(1, math.ceil(wait * time_scale - 1e-6)) / time_scale
+    kept = [(name, value) for name, value in headers if name.lower() != b"retry-after"]
+    return [*kept, (b"retry-after", f"{scaled:.3f}".encode())]
 
 
 async def _send_json(send: Send, body: Any) -> None:
@@ -112,14 +168,15 @@ async def _send_json(send: Send, body: Any) -> None:
 def serve(argv: Sequence[str] | None = None) -> int:
     """Run the counting emulator until SIGTERM or SIGINT.
 
-    :param argv: ``--latency S --ready-file F [--set NAME=JSON ...]``; the key comes from
-        ``$SEGMIND_EMULATOR_API_KEY``.
+    :param argv: ``--latency S --ready-file F [--time-scale K] [--set NAME=JSON ...]``; the key comes
+        from ``$SEGMIND_EMULATOR_API_KEY``.
     """
     from airflow_provider_aleph.emulator import Emulator
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.emulator_proc")
     parser.add_argument("--latency", type=float, required=True)
     parser.add_argument("--ready-file", type=Path, required=True)
+    parser.add_argument("--time-scale", type=float, default=1.0, help="how many times faster than real time")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=JSON", help="another Emulator argument")
     args = parser.parse_args(argv)
     options: dict[str, Any] = {}
@@ -132,7 +189,7 @@ def serve(argv: Sequence[str] | None = None) -> int:
         return {request_id: job.finished_at for request_id, job in emulator.jobs.items()}
 
     # The emulator builds its app in __init__ and serves it on start(): count in front of it.
-    emulator._app = CountingApp(emulator._app, finished)  # type: ignore[assignment]
+    emulator._app = CountingApp(emulator._app, finished, args.time_scale)  # type: ignore[assignment]
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -157,6 +214,8 @@ class EmulatorProcess:
     :param options: other :class:`~airflow_provider_aleph.emulator.Emulator` arguments.
     :param python: the interpreter to run it with.
     :param log_path: where its output goes; a temporary file when None.
+    :param time_scale: how many times faster than real time the benchmark runs (see the module's
+        docstring: it changes only the ``Retry-After`` of 429 answers).
     """
 
     def __init__(
@@ -166,8 +225,10 @@ class EmulatorProcess:
         options: dict[str, Any] | None = None,
         python: str = sys.executable,
         log_path: Path | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         self.latency = latency
+        self.time_scale = time_scale
         self._api_key = api_key
         self.options = options or {}
         self.python = python
@@ -181,7 +242,7 @@ class EmulatorProcess:
 
     def start(self, timeout: float = 60.0) -> EmulatorProcess:
         """Spawn the process and wait until it serves; return self."""
-        args = ["--latency", str(self.latency)]
+        args = ["--latency", str(self.latency), "--time-scale", str(self.time_scale)]
         for name, value in self.options.items():
             args += ["--set", f"{name}={json.dumps(value)}"]
         env = {**os.environ, API_KEY_ENV: self._api_key}
@@ -226,6 +287,23 @@ class EmulatorProcess:
         """When each job reaches its terminal state, on the machine's monotonic clock."""
         result: dict[str, float] = self._get("/_bench/finished")
         return result
+
+    def timeline(self) -> dict[str, list[Any]]:
+        """Every request so far: ``{"t": [...], "kind": [...], "code": [...]}``, in arrival order."""
+        result: dict[str, list[Any]] = self._get("/_bench/timeline")
+        return result
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change emulator settings now (``POST /_emulator/config``); return all settings.
+
+        :param changes: new values keyed by setting name, e.g. ``rpm_limit=50``.
+        """
+        if self._client is None:
+            raise RuntimeError("the emulator is not running")
+        response = self._client.post("/_emulator/config", json=changes)
+        response.raise_for_status()
+        settings: dict[str, Any] = response.json()
+        return settings
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 15 s)."""

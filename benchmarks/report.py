@@ -155,6 +155,7 @@ def scale_section(scale: Any) -> list[str]:
         "CPU per poll ÷ anchor's (≤ 0.33)",
         "RSS per trigger (≤ 20 KiB)",
         "p99 lag ≤ poll + 0.05 s",
+        "p99 lag ≤ anchor's",
         "all fired",
     ]
     lines += _table(header, _scale_targets(scale["rows"]))
@@ -171,7 +172,29 @@ def scale_section(scale: Any) -> list[str]:
         f"aiohttp session per request (what the anchor does) {fmt(client['aiohttp_session_per_request_ms'], 3)}.",
         "",
     ]
+    lines += _profile_lines(scale.get("profile"))
     return lines
+
+
+def _profile_lines(profile: dict[str, Any] | None) -> list[str]:
+    """Where a poll's CPU time goes, from the profiled run of ours (see ``trigger_scale.profile_polls``)."""
+    if not profile:
+        return []
+    lines = [
+        f"Where a poll's CPU time goes: ours at {profile['triggers']:,} triggers, a run of its own under cProfile "
+        f"({fmt(profile['profiled_ms_per_poll'], 2)} ms per status or result call there, profiling included); "
+        "share of the process's own time (cProfile's tottime) by where the code lives:",
+        "",
+    ]
+    lines += _table(
+        ["where", "share"], [[area, f"{fmt(100 * share, 1)} %"] for area, share in profile["areas"].items()]
+    )
+    lines += ["", "The functions that take most of it:", ""]
+    lines += _table(
+        ["function", "share"],
+        [[f"`{entry['function']}`", f"{fmt(100 * entry['share'], 1)} %"] for entry in profile["top"]],
+    )
+    return [*lines, ""]
 
 
 def _pct(share: float | None) -> float | None:
@@ -196,12 +219,17 @@ def _scale_targets(rows: list[dict[str, Any]]) -> list[list[str]]:
         if anchor and ours["cpu_per_1000_polls"] and anchor["cpu_per_1000_polls"]:
             ratio = ours["cpu_per_1000_polls"] / anchor["cpu_per_1000_polls"]
         lag, limit = ours["lag_p99"], ours["poll"] + 0.05
+        anchor_lag = anchor["lag_p99"] if anchor else None
         table.append(
             [
                 f"{size:,}",
                 verdict(None if ratio is None else ratio <= 1 / 3, f"{fmt(ratio)} vs ≤ 0.33"),
                 verdict(ours["rss_per_trigger_kib"] <= 20, f"{fmt(ours['rss_per_trigger_kib'], 1)} KiB vs ≤ 20"),
                 verdict(None if lag is None else lag <= limit, f"{fmt(lag, 3)} s vs ≤ {fmt(limit, 3)} s"),
+                verdict(
+                    None if lag is None or anchor_lag is None else lag <= anchor_lag,
+                    f"{fmt(lag, 3)} s vs ≤ {fmt(anchor_lag, 3)} s",
+                ),
                 verdict(ours["succeeded"] == size, f"{ours['succeeded']:,} of {size:,}"),
             ]
         )
@@ -246,10 +274,221 @@ def copy_section(copy: Any) -> list[str]:
     return [*lines, *_table(header, rows), ""]
 
 
+POLL_SIDES = {
+    "adaptive": "ours `adaptive` (new)",
+    "fixed": "ours `fixed` (today)",
+    "sdk": "SDK `submit_async().wait()`",
+}
+NONE = "\N{EM DASH}"
+
+
+def _lag_cell(row: dict[str, Any], prefix: str = "lag") -> str:
+    if row[f"{prefix}_p50"] is None:
+        return f"{NONE} (no job completed)"
+    cell = f"{fmt(row[f'{prefix}_p50'], 1)} / {fmt(row[f'{prefix}_p99'], 1)}"
+    if row.get(f"{prefix}_missing"):
+        cell += f" ({row[f'{prefix}_missing']} without an event by the end)"
+    return cell
+
+
+def _calls_cell(row: dict[str, Any]) -> str:
+    if row["calls_per_job"] is None:
+        return f"{NONE} (no job completed; {row['calls']:,} calls)"
+    return fmt(row["calls_per_job"], 1)
+
+
+def _failed_cell(row: dict[str, Any]) -> str:
+    """Tasks that failed because of a 429, out of all tasks; other failures named."""
+    cell = f"{row['failed_by_429']:,} of {row['tasks']:,}"
+    others = row["failed"] - row["failed_by_429"]
+    if others:
+        cell += f" (+{others:,} other failures)"
+    return cell
+
+
+def polling_section(polling: Any) -> list[str]:
+    """Measurement 5: waiting for many jobs under the account's budget, three sides.
+
+    :param polling: what :func:`benchmarks.polling.run_all` returned, or ``{"error": ...}``.
+    """
+    title = "### 5. Polling under the account's budget"
+    if (failure := _failed(polling)) is not None:
+        return [title, "", failure, ""]
+    case = polling["case"]
+    scale = case["scale"]
+    lines = [
+        f"{title} (run {scale:g}{TIMES} faster than real time; every time in real seconds)",
+        "",
+        f"Emulator: job durations lognormal, median {case['median']:g} s, \N{GREEK SMALL LETTER SIGMA} "
+        f"{case['sigma']:g}; account limit {case['account_rpm']} API calls a minute, every call counted. "
+        f"Ours: `poll_interval` {case['poll_interval']:g} s, `expected_duration` {case['median']:g} s, "
+        f"`max_poll_interval` {case['max_poll_interval']:g} s. SDK: `wait()` at its default "
+        f"{case['sdk_interval']:g} s interval.",
+        "",
+    ]
+    if not polling["policy_available"]:
+        lines += [
+            "**`airflow_provider_aleph.polling` was not in this checkout: both of our sides ran the code "
+            "without poll policies (no `poll_policy`, `model`, `expected_duration`, `max_poll_interval`).**",
+            "",
+        ]
+    steady = polling["steady"]
+    lines += [
+        f"**Steady pool**: {case['steady_in_flight']} jobs in flight, each finished job replaced at once; "
+        f"ours at a budget of {case['account_rpm']}/min. Window: {case['steady_warmup']:g} s to "
+        f"{case['steady_warmup'] + case['steady_measure']:g} s after the start; failures and 429s over the "
+        "whole run.",
+        "",
+    ]
+    header = [
+        "side",
+        "completed jobs per minute",
+        "API calls per completed job",
+        "tasks failed by a 429",
+        "429 answers (of all calls)",
+        "lag p50 / p99 s",
+    ]
+    rows = []
+    for row in steady:
+        low, high = row["window_seconds"]
+        rows.append(
+            [
+                POLL_SIDES[row["side"]],
+                f"{fmt(row['jobs_per_minute'], 1)} ({row['completed']:,} in {fmt(high - low, 0)} s)",
+                _calls_cell(row),
+                _failed_cell(row),
+                f"{row['answers_429']:,} (of {row['calls_total']:,})",
+                _lag_cell(row),
+            ]
+        )
+    lines += _table(header, rows)
+    by_side = {row["side"]: row for row in steady}
+    fixed_p99 = by_side.get("fixed", {}).get("lag_p99")
+    header = ["side", "≥ 12 jobs/min", "≤ 4.0 calls/job", "no 429 reaches a task", "p99 lag ≤ ⅓ of ours-fixed's"]
+    rows = []
+    for row in steady:
+        calls = row["calls_per_job"]
+        ratio_cell = NONE
+        if row["side"] == "adaptive":
+            limit = None if fixed_p99 is None else fixed_p99 / 3
+            ok = None if limit is None or row["lag_p99"] is None else row["lag_p99"] <= limit
+            ratio_cell = verdict(ok, f"{fmt(row['lag_p99'], 1)} s vs ≤ {fmt(limit, 1)} s")
+        rows.append(
+            [
+                POLL_SIDES[row["side"]],
+                verdict(row["jobs_per_minute"] >= 12, f"{fmt(row['jobs_per_minute'], 1)} vs ≥ 12"),
+                verdict(calls is not None and calls <= 4.0, f"{_calls_cell(row)} vs ≤ 4.0"),
+                verdict(row["failed_by_429"] == 0, f"{row['failed_by_429']:,} tasks"),
+                ratio_cell,
+            ]
+        )
+    lines += ["", "Targets:", "", *_table(header, rows), ""]
+
+    batches = polling["batch"]
+    lines += [
+        f"**Batches**: the jobs are submitted at once before the waits start (the limit switched on "
+        f"after, its window empty), then waited for all at once; ours at the default budget, "
+        f"{fmt(case['default_budget'], 0)}/min. *Floor*: an oracle that reads each job once (a status "
+        "and a result call) the moment it completes, its calls served one at a time at the budget's rate.",
+        "",
+    ]
+    header = [
+        "jobs",
+        "side",
+        "completed",
+        "API calls per job (submit included)",
+        "429 answers",
+        "tasks failed by a 429",
+        "lag p50 / p99 s",
+        "floor p50 / p99 s",
+    ]
+    rows = []
+    for row in batches:
+        rows.append(
+            [
+                f"{row['jobs']:,}",
+                POLL_SIDES[row["side"]],
+                f"{row['completed']:,} of {row['jobs']:,}",
+                fmt(row["calls_per_job"], 1),
+                f"{row['answers_429']:,}",
+                _failed_cell(row),
+                _lag_cell(row),
+                _lag_cell(row, "floor"),
+            ]
+        )
+    lines += _table(header, rows)
+    header = ["jobs", "ours-adaptive: ≤ 4 calls/job", "p99 lag ≤ ours-fixed's", f"p99 lag ≤ 1.5 {TIMES} floor p99"]
+    rows = []
+    for size in sorted({row["jobs"] for row in batches}):
+        sides = {row["side"]: row for row in batches if row["jobs"] == size}
+        ours, fixed = sides.get("adaptive"), sides.get("fixed")
+        if ours is None:
+            continue
+        p99, fixed_p99 = ours["lag_p99"], (fixed or {}).get("lag_p99")
+        floor = 1.5 * ours["floor_p99"] if ours["floor_p99"] is not None else None
+        rows.append(
+            [
+                f"{size:,}",
+                verdict(ours["calls_per_job"] <= 4, f"{fmt(ours['calls_per_job'], 1)} vs ≤ 4"),
+                verdict(
+                    None if p99 is None or fixed_p99 is None else p99 <= fixed_p99,
+                    f"{fmt(p99, 1)} s vs ≤ {fmt(fixed_p99, 1)} s",
+                ),
+                verdict(
+                    None if p99 is None or floor is None else p99 <= floor, f"{fmt(p99, 1)} s vs ≤ {fmt(floor, 1)} s"
+                ),
+            ]
+        )
+    lines += ["", "Targets:", "", *_table(header, rows), ""]
+
+    two = polling["two"]
+    single = by_side.get("adaptive", {}).get("lag_p99")
+    limit = None if single is None else 2 * single
+    share = two["share_429_after_skip"]
+    lines += [
+        f"**Two triggerer processes, one account**: ours (`adaptive`) in two processes, "
+        f"{two['in_flight_each']} jobs in flight each, each with its own budget of {two['budget_each']}/min, "
+        f"against one account limited to {case['account_rpm']}/min; {fmt(two['run_seconds'], 0)} s of submits.",
+        "",
+    ]
+    header = [
+        "completed",
+        "429 answers after the first minute: share of the calls (≤ 5 %)",
+        "tasks failed (0)",
+        f"max lag ≤ 2 {TIMES} steady p99 of ours-adaptive",
+    ]
+    shown = f"{fmt(_pct(share), 1)} %" if share is not None else "n/a"
+    rows = [
+        [
+            f"{two['completed']:,}",
+            f"{two['answers_429_after_skip']:,} of {two['calls_after_skip']:,} = {shown} — "
+            + verdict(None if share is None else share <= 0.05, f"{shown} vs ≤ 5 %"),
+            f"{two['failed']:,} ({two['failed_by_429']:,} by a 429) — "
+            + verdict(two["failed"] == 0, f"{two['failed']:,} vs 0"),
+            f"{fmt(two['lag_max'], 1)} s vs ≤ {fmt(limit, 1)} s — "
+            + verdict(
+                None if two["lag_max"] is None or limit is None else two["lag_max"] <= limit,
+                f"{fmt(two['lag_max'], 1)} s vs ≤ {fmt(limit, 1)} s",
+            ),
+        ]
+    ]
+    lines += _table(header, rows)
+    plots = polling.get("plots", {})
+    lines.append("")
+    for key, caption in (
+        ("lag", "Completion-to-event lag, steady pool and batches"),
+        ("steady", "Steady pool: API calls per minute"),
+        ("two", "Two processes, one account: API calls per minute"),
+    ):
+        if key in plots:
+            lines += [f"![{caption}]({plots[key]})", ""]
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     """The whole generated block, markers included.
 
-    :param results: ``meta``, ``slot``, ``scale`` and ``copy`` of one run.
+    :param results: ``meta``, ``slot``, ``scale``, ``copy`` and ``polling`` of one run.
     """
     meta = results["meta"]
     machine = meta["machine"]
@@ -269,6 +508,8 @@ def render(results: dict[str, Any]) -> str:
         lines += scale_section(results["scale"])
     if "copy" in results:
         lines += copy_section(results["copy"])
+    if "polling" in results:
+        lines += polling_section(results["polling"])
     lines.append(END)
     return "\n".join(lines)
 

@@ -1,9 +1,10 @@
 """``make bench``: run every measurement side by side and rewrite the table in ``benchmarks/README.md``.
 
-``python -m benchmarks.run`` runs the full sizes (about 12 minutes on 2 cores); ``--smoke`` runs the
-same code at tiny sizes (what ``tests/bench/test_bench_smoke.py`` does); ``--only slot,scale,copy``
-picks measurements. Raw numbers go to ``--json`` beside the README. A measurement that fails is
-reported in the table as not measured, and the command exits non-zero.
+``python -m benchmarks.run`` runs the full sizes (about 14 minutes on 2 cores); ``--smoke`` runs the
+same code at tiny sizes (what ``tests/bench/test_bench_smoke.py`` does); ``--only slot,scale,copy,polling``
+picks measurements. Raw numbers go to ``--json`` beside the README, and the polling measurement's
+figures (PNG) into the README's folder. A measurement that fails is reported in the table as not
+measured, and the command exits non-zero.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks import output_copy, slot_time, trigger_scale
+from benchmarks import output_copy, polling, slot_time, trigger_scale
 from benchmarks.procstat import load_average, machine
 from benchmarks.report import write_readme
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 HERE = Path(__file__).resolve().parent
-MEASUREMENTS = ("slot", "scale", "copy")
+MEASUREMENTS = ("slot", "scale", "copy", "polling")
 _PACKAGES = (
     "apache-airflow",
     "airflow-provider-aleph",
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the measurements, write the JSON and the README table; 0 when all of them ran."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the scripts, not the numbers")
-    parser.add_argument("--only", default=",".join(MEASUREMENTS), help="comma-separated: slot, scale, copy")
+    parser.add_argument("--only", default=",".join(MEASUREMENTS), help="comma-separated: " + ", ".join(MEASUREMENTS))
     parser.add_argument("--readme", type=Path, default=HERE / "README.md", help="the README whose table is rewritten")
     parser.add_argument("--json", type=Path, default=HERE / "results.json", help="where the raw numbers go")
     parser.add_argument("--workdir", type=Path, help="where runs keep their files (default: a temporary folder)")
@@ -115,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         copy_dir = workdir / "copy"
         copy_dir.mkdir(exist_ok=True)
         results["copy"], ok = _guarded("copy", lambda: output_copy.run_all(sizes, copy_dir, log=log), log)
+        all_ran &= ok
+    if "polling" in chosen:
+        poll_case = polling.SMOKE_CASE if args.smoke else polling.FULL_CASE
+        poll_dir = workdir / "polling"
+        poll_dir.mkdir(exist_ok=True)
+        plots = args.readme.resolve().parent
+        results["polling"], ok = _guarded("polling", lambda: polling.run_all(poll_case, poll_dir, plots, log=log), log)
         all_ran &= ok
     meta["wall_seconds"] = time.monotonic() - started
     meta["load_after"] = load_average()

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,8 +23,12 @@ HEADINGS = {
     "slot": ("### 1. Worker-slot seconds per job", "### 4. API calls per completed job"),
     "scale": ("### 2. Triggerer scale",),
     "copy": ("### 3. Output copy",),
+    "polling": ("### 5. Polling under the account's budget",),
 }
-NUMBER = re.compile(r"-?[\d,]+(?:\.\d+)?")
+#: The polling measurement's figures, written next to the README.
+POLLING_PLOTS = ("polling-lag.png", "polling-steady-requests.png", "polling-two-processes.png")
+POLLING_SIDES = {"adaptive", "fixed", "sdk"}
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # The benchmarks start a real Airflow deployment and run on the newest Airflow only (`make bench`).
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +54,7 @@ def numbers_in(cell: str) -> list[float]:
 
 @pytest.mark.timeout(1200)
 def test_smoke_run_writes_a_well_formed_results_table(tmp_path: Path) -> None:
-    measurements = ["slot", "scale"] + (["copy"] if shutil.which("curl") else [])
+    measurements = ["slot", "scale"] + (["copy"] if shutil.which("curl") else []) + ["polling"]
     readme, results_json = tmp_path / "README.md", tmp_path / "results.json"
     original = (REPO / "benchmarks" / "README.md").read_text()
     assert (original.count(START), original.count(END)) == (1, 1), "the README's generated block is marked"
@@ -100,6 +105,45 @@ def test_smoke_run_writes_a_well_formed_results_table(tmp_path: Path) -> None:
     for row in results["scale"]["rows"]:
         assert row["succeeded"] == row["triggers"], row
         assert row["polls"] >= row["triggers"]
+    profile = results["scale"]["profile"]
+    assert profile["polls"] >= profile["triggers"]
+    assert sum(profile["areas"].values()) == pytest.approx(1.0)
+    assert "our package (airflow_provider_aleph)" in profile["areas"]
+    assert "Where a poll's CPU time goes" in block
     if "copy" in measurements:
         for row in results["copy"]:
             assert all(run["bytes"] == row["size"] for run in row["our_runs"] + row["curl_runs"])
+    check_polling(results["polling"], block, tmp_path)
+
+
+def check_polling(polling: dict[str, Any], block: str, folder: Path) -> None:
+    """The polling measurement's results, tables and figures are all there (not how fast anything was)."""
+    for name in POLLING_PLOTS:
+        figure = folder / name
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
+        assert f"]({name})" in block, f"{name} is not shown in the README"
+    assert polling["plots"] == {"lag": POLLING_PLOTS[0], "steady": POLLING_PLOTS[1], "two": POLLING_PLOTS[2]}
+    scale = polling["case"]["scale"]
+    assert f"run {scale:g}\N{MULTIPLICATION SIGN} faster than real time" in block
+    assert {row["side"] for row in polling["steady"]} == POLLING_SIDES
+    for row in polling["steady"]:
+        assert row["tasks"] >= 1
+        assert row["calls_total"] >= row["tasks"]  # every task made at least its submit
+        assert row["completed"] <= row["tasks"]
+    sizes = polling["case"]["batch_sizes"]
+    assert sorted((row["jobs"], row["side"]) for row in polling["batch"]) == sorted(
+        (size, side) for size in sizes for side in POLLING_SIDES
+    )
+    for row in polling["batch"]:
+        assert len(row["floor_lags"]) == row["jobs"]
+        assert row["calls_per_job"] >= 1  # the submit
+        if row["side"] != "sdk":
+            # Ours waits for every job of a batch to its end (the SDK's waits may end in a 429).
+            assert row["completed"] == row["jobs"], row
+            assert len(row["lags"]) == row["jobs"]
+    two = polling["two"]
+    assert len(two["processes"]) == 2
+    assert two["calls_after_skip"] >= 1
+    # Tables of the section: the steady pool and its targets, the batches and theirs, the two processes.
+    section = block.split("### 5. Polling under the account's budget", 1)[1]
+    assert len(markdown_tables(section)) == 5
