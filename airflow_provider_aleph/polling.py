@@ -73,6 +73,9 @@ SCOUT_BACKOFF = 1.5
 KEPT_DURATIONS = 200
 #: EM steps of a fit that includes running jobs (each fit starts from the one before).
 FIT_STEPS = 20
+#: The estimate is fitted again at each of a model's first this many observed durations (when the finished
+#: jobs are few, and the fast ones), then at every this-many-th: a fit weighs up to KEPT_DURATIONS running jobs.
+REFIT_EVERY = 20
 #: A change of the estimate's median or spread by this share re-plans the model's waiting jobs.
 REPLAN_CHANGE = 0.1
 _NORMAL = statistics.NormalDist()
@@ -104,6 +107,9 @@ class DurationModel:
     def __init__(self, expected: float | None = None) -> None:
         self.expected = expected
         self._logs: deque[float] = deque(maxlen=KEPT_DURATIONS)
+        self._sum = 0.0  # of the kept logs, and of their squares
+        self._squares = 0.0
+        self._total = 0  # durations observed, kept or not
         self._mu = math.log(expected) if expected else 0.0
         self._sigma = PRIOR_SIGMA
 
@@ -139,16 +145,32 @@ class DurationModel:
             if not self._logs:
                 self._mu = math.log(expected)
 
+    @property
+    def wants_running(self) -> bool:
+        """Whether the next observation refits the estimate, running jobs included (see :data:`REFIT_EVERY`)."""
+        return self._total < REFIT_EVERY or (self._total + 1) % REFIT_EVERY == 0
+
     def observe(self, seconds: float, running: Sequence[float] = ()) -> None:
         """Take in one job's duration, and fit the estimate again.
 
         :param seconds: how long the job took, submit to completion.
         :param running: the ages (seconds since submit) at which the jobs still waiting were last seen
-            running: each takes longer than that.
+            running: each takes longer than that (used while :attr:`wants_running`).
         """
         if not (math.isfinite(seconds) and seconds > 0):
             return
-        self._logs.append(math.log(seconds))
+        value = math.log(seconds)
+        if len(self._logs) == self._logs.maxlen:
+            evicted = self._logs[0]
+            self._sum -= evicted
+            self._squares -= evicted * evicted
+        refit = self.wants_running
+        self._logs.append(value)
+        self._total += 1
+        self._sum += value
+        self._squares += value * value
+        if not refit:
+            return
         censored = [math.log(age) for age in running if math.isfinite(age) and age > 0]
         weight = 1.0
         if len(censored) > KEPT_DURATIONS:
@@ -158,29 +180,28 @@ class DurationModel:
         self._fit(censored, weight)
 
     def _fit(self, censored: list[float], weight: float = 1.0) -> None:
-        logs = self._logs
-        count = len(logs) + weight * len(censored)
-        mu = sum(logs) / len(logs)
-        variance = sum((value - mu) ** 2 for value in logs) / len(logs)
-        sigma = max(math.sqrt(variance), 0.05)
-        if censored and len(logs) > 1:
-            mu, sigma = max(mu, self._mu), max(sigma, self._sigma)  # start from the last fit: fewer steps
-        for _ in range(FIT_STEPS if censored else 0):
-            # E step: a running job's log-duration, given that it exceeds its log-age c.
-            first, second = 0.0, 0.0
-            for c in censored:
-                z = (c - mu) / sigma
-                tail = 0.5 * math.erfc(z / math.sqrt(2.0))
-                mills = z + 1.0 / z if tail < 1e-12 else math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) / tail
-                mean = mu + sigma * mills
-                first += mean
-                second += sigma**2 * (1.0 + z * mills - mills**2) + mean**2
-            # M step.
-            mu = (sum(logs) + weight * first) / count
-            variance = max((sum(value * value for value in logs) + weight * second) / count - mu * mu, 1e-6)
-            sigma = math.sqrt(variance)
-        if not censored:
-            variance = sum((value - mu) ** 2 for value in logs) / count
+        seen = len(self._logs)
+        count = seen + weight * len(censored)
+        mu = self._sum / seen
+        variance = max(self._squares / seen - mu * mu, 0.0)
+        if censored:
+            sigma = max(math.sqrt(variance), 0.05)
+            if seen > 1:
+                mu, sigma = max(mu, self._mu), max(sigma, self._sigma)  # start from the last fit: fewer steps
+            for _ in range(FIT_STEPS):
+                # E step: a running job's log-duration, given that it exceeds its log-age c.
+                first, second = 0.0, 0.0
+                for c in censored:
+                    z = (c - mu) / sigma
+                    tail = 0.5 * math.erfc(z / math.sqrt(2.0))
+                    mills = z + 1.0 / z if tail < 1e-12 else math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) / tail
+                    mean = mu + sigma * mills
+                    first += mean
+                    second += sigma**2 * (1.0 + z * mills - mills**2) + mean**2
+                # M step.
+                mu = (self._sum + weight * first) / count
+                variance = max((self._squares + weight * second) / count - mu * mu, 1e-6)
+                sigma = math.sqrt(variance)
         self._mu = mu
         self._sigma = math.sqrt((PRIOR_WEIGHT * PRIOR_SIGMA**2 + count * variance) / (PRIOR_WEIGHT + count))
 
@@ -347,15 +368,20 @@ class PollScheduler:
                 since = job.running_at if job.running_at is not None else previous
                 seconds = (now if since is None else (since + now) / 2) - job.submitted
             if seconds is not None:
-                running = [
-                    other.running_at - other.submitted
-                    for other in self.jobs.values()
-                    if other.model == job.model
-                    and other is not job
-                    and other.running_at is not None
-                    and other.submitted is not None
-                ]
-                self.models[job.model].observe(seconds, running)
+                estimate = self.models[job.model]
+                running = (
+                    [
+                        other.running_at - other.submitted
+                        for other in self.jobs.values()
+                        if other.model == job.model
+                        and other is not job
+                        and other.running_at is not None
+                        and other.submitted is not None
+                    ]
+                    if estimate.wants_running
+                    else []
+                )
+                estimate.observe(seconds, running)
                 self._replan(job.model)
 
     # -- the decision --------------------------------------------------------------------------------

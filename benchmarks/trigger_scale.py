@@ -136,6 +136,9 @@ class WorkerProcess:
         self.timeout = case.latency + 4 * case.poll + 30
         command = [python, "-m", "benchmarks.trigger_worker", "--kind", kind, "--jobs", str(self.jobs_file)]
         command += ["--ready", str(ready), "--poll", str(case.poll), "--timeout", str(self.timeout)]
+        # Ours is built as the Aleph operator builds it, its duration hint the emulated jobs' latency (as
+        # 169 s is Aleph's): the anchor polls at its interval whatever it knows.
+        command += ["--expected", str(case.latency)]
         command += ["--hold", str(case.poll + 1), "--out", str(self.out), "--log", str(workdir / f"{stem}.log")]
         if profile is not None:
             command += ["--profile", str(profile)]

@@ -44,12 +44,15 @@ if _GREENBACK:
     import greenback
 
 
-def trigger_factory(kind: str, poll: float, timeout: float) -> Callable[[dict[str, str]], BaseTrigger | None]:
+def trigger_factory(
+    kind: str, poll: float, timeout: float, expected: float | None = None
+) -> Callable[[dict[str, str]], BaseTrigger | None]:
     """A function that builds one trigger for a submitted job (None for the ``floor`` kind).
 
     :param kind: ``ours``, ``anchor`` or ``floor``.
     :param poll: the poll interval, in seconds.
     :param timeout: seconds from now until the trigger gives up.
+    :param expected: ours: the model's typical job duration, as the operator hints it.
     """
     deadline = (datetime.now(UTC) + timedelta(seconds=timeout)).isoformat()
     if kind == "ours":
@@ -63,9 +66,10 @@ def trigger_factory(kind: str, poll: float, timeout: float) -> Callable[[dict[st
                 poll_interval=poll,
                 status_url=job["status_url"],
                 response_url=job["response_url"],
-                # As the generic operator builds it: the submit time and the model, no duration hint.
+                # As the Aleph operator builds it: the submit time, the model and its typical duration.
                 submitted_at=job.get("submitted_at"),
                 model="runway-gen4-aleph",
+                expected_duration=expected,
             )
 
         return ours
@@ -167,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True, help="where the triggers' log lines go")
     parser.add_argument("--profile", type=Path, help="run under cProfile and write its stats here")
+    parser.add_argument("--expected", type=float, help="ours: the jobs' typical duration, as the operator hints it")
     args = parser.parse_args(argv)
 
     # What the triggers log goes to a file, as a triggerer keeps a log per trigger.
     logging.basicConfig(filename=args.log, level=logging.INFO, force=True)
-    trigger_factory(args.kind, args.poll, args.timeout)
+    trigger_factory(args.kind, args.poll, args.timeout, args.expected)
     if args.kind == "anchor":
         importlib.import_module("benchmarks.anchor_check")
     # Imports are done: the jobs are submitted now, so their latency is not spent on our start-up.
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     while not args.jobs.exists():
         time.sleep(0.02)
     jobs: list[dict[str, str]] = json.loads(args.jobs.read_text())
-    build = trigger_factory(args.kind, args.poll, args.timeout)
+    build = trigger_factory(args.kind, args.poll, args.timeout, args.expected)
     gc.collect()
     baseline = rss_bytes()
     peak_reset = reset_peak_rss()
