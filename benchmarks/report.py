@@ -183,7 +183,7 @@ def _profile_lines(profile: dict[str, Any] | None) -> list[str]:
     lines = [
         f"Where a poll's CPU time goes: ours at {profile['triggers']:,} triggers, a run of its own under cProfile "
         f"({fmt(profile['profiled_ms_per_poll'], 2)} ms per status or result call there, profiling included); "
-        "share of the process's own time (cProfile's tottime) by where the code lives:",
+        "share of the process's CPU time (cProfile's tottime on `time.process_time`) by where the code lives:",
         "",
     ]
     lines += _table(
