@@ -16,8 +16,14 @@ Two policies, chosen by the connection extra ``poll_policy``:
     ``expected_duration`` hint. A fresh job is first polled once it has a :data:`FIRST_LOOK_ODDS`
     chance of being done; after a look that found it running, the next poll is due when the chance
     that it finished since that look reaches :data:`COMPLETION_ODDS`, but never sooner than
-    ``poll_interval`` and never later than ``max_poll_interval`` after the look. With no hint and
-    nothing learned yet, a job is polled every ``poll_interval``.
+    ``poll_interval`` and never later than ``max_poll_interval`` after the look. Jobs still running
+    count in the estimate too (each takes longer than its age when last seen running), so the first
+    jobs of a batch to finish, the fast ones, do not make it short. Until a model's first job has been
+    seen to finish, one of its jobs (the *scout*) also looks early, at gaps growing from
+    ``poll_interval`` by :data:`SCOUT_BACKOFF`, so a hint that is far off (a test emulator, a model
+    that got faster) costs one job a few polls, not every job a long wait; when the estimate moves,
+    the waiting jobs are planned again. With no hint and nothing learned yet, a job is polled every
+    ``poll_interval``.
 ``fixed``
     What the provider did before the scheduler: the first poll at once, then one every
     ``poll_interval``, stretched evenly so that all the connection's waiting requests fit the budget.
