@@ -14,16 +14,14 @@ from datetime import timedelta
 import pytest
 
 from airflow_provider_aleph.budget import DECREASE, MIN_RATE_SHARE, RECOVERY_CALLS, RequestBudget
+from airflow_provider_aleph.durations import PRIOR_SIGMA, DurationModel, measured_duration
 from airflow_provider_aleph.polling import (
     COMPLETION_ODDS,
     DEFAULT_MAX_POLL_INTERVAL,
     FIRST_LOOK_ODDS,
-    PRIOR_SIGMA,
-    DurationModel,
     PollJob,
     PollPolicy,
     PollScheduler,
-    measured_duration,
 )
 from airflow_provider_aleph.protocol import RequestState
 from airflow_provider_aleph.states import SegmindStatus
