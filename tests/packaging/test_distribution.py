@@ -36,7 +36,7 @@ DEVELOPMENT_TOOLS = frozenset(
     {"pytest", "pytest-asyncio", "pytest-timeout", "playwright", "ruff", "mypy", "matplotlib", "statsd", "twine"}
 )
 #: What the sdist holds besides the package, its tests and the example DAGs.
-SDIST_TOP_FILES = ("LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "PKG-INFO")
+SDIST_TOP_FILES = ("LICENSE", "README.md", "CHANGELOG.md", "CONTRIBUTING.md", "pyproject.toml", "PKG-INFO")
 
 
 def _uv() -> str:
