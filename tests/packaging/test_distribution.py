@@ -58,12 +58,12 @@ def _run(
 
 
 def _tree_files(folder: str) -> set[str]:
-    """The files under ``folder`` of this tree that a build may ship (no caches, no figures)."""
+    """The files under ``folder`` of this tree, caches left out."""
     root = REPO / folder
     return {
         path.relative_to(REPO).as_posix()
         for path in root.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in {".pyc", ".png"}
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     }
 
 
