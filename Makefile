@@ -35,7 +35,7 @@ demo: $(VENV)/.installed
 
 # Every benchmark side by side in one run (about 14 minutes on 2 cores, 7 of them the polling
 # measurement); rewrites the table in benchmarks/README.md, benchmarks/results.json and the
-# figures benchmarks/polling-*.png (matplotlib, from the `bench` extra in the 3.3 lock).
+# figures benchmarks/polling-*.png (matplotlib, from the `bench` dependency group in the 3.3 lock).
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.run
 
