@@ -90,6 +90,14 @@ def _seconds(value: float) -> str:
     return f"{value:.1f} s"
 
 
+def _total(value: float) -> str:
+    """A job's total time: tenths of a second under a minute, else in words ("2 minutes 49 seconds")."""
+    if value < 60:
+        return _seconds(value)
+    # Whole seconds: pendulum's wording of fractions differs between its versions.
+    return pendulum.duration(seconds=round(value)).in_words()
+
+
 def _amount(value: float) -> str:
     """A credit amount without float noise or trailing zeros: 0.75, 3, 999999.25."""
     return f"{value:.6f}".rstrip("0").rstrip(".")
@@ -110,7 +118,7 @@ def summary(request_id: str, outcome: str, metrics: Mapping[str, Any], elapsed: 
     total = elapsed if elapsed is not None else _number(metrics.get("total_time"))
     line = f"Segmind request {request_id} {outcome}"
     if total is not None:
-        line += f" after {pendulum.duration(seconds=total).in_words()}"
+        line += f" after {_total(total)}"
     times = [
         f"{label} {_seconds(value)}"
         for label, key in (("queued", "queue_time"), ("inference", "inference_time"))

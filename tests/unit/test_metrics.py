@@ -123,7 +123,7 @@ def test_a_failed_job_that_reports_a_cost_logs_it_before_the_task_fails(
     with caplog.at_level(logging.INFO), pytest.raises(AirflowFailException, match="Content blocked"):
         task.execute_complete({"ti": None}, event)
     (line,) = _lines(caplog, capsys, f"Segmind request {RID} FAILED after")
-    assert "33 seconds (queued 2.0 s, inference 30.0 s); cost 0.3, remaining credits 9.7" in line
+    assert "FAILED after 33.0 s (queued 2.0 s, inference 30.0 s); cost 0.3, remaining credits 9.7" in line
 
 
 class _BrokenStats:
