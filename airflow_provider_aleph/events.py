@@ -249,6 +249,10 @@ def finish(
             job_ended(False, event.metrics, event.elapsed, model)
         task.log.error("Segmind request %s ended with %s: %s", event.request_id, event.status, failure)
         raise task_failure(failure, retry_safe=retry_safe, on_retry="an Airflow retry of this task reattaches to it")
+    # Counted before the output check: Segmind completed (and billed) it either way.
+    line = summary(event.request_id, "COMPLETED", event.metrics, event.elapsed)
+    task.log.info("%s; output: %s", line, event.output_url)
+    job_ended(True, event.metrics, event.elapsed, model)
     if require_output_url and not event.output_url:
         raise task_failure(
             SegmindProtocolError(
@@ -258,9 +262,6 @@ def finish(
             ),
             retry_safe=retry_safe,
         )
-    line = summary(event.request_id, "COMPLETED", event.metrics, event.elapsed)
-    task.log.info("%s; output: %s", line, event.output_url)
-    job_ended(True, event.metrics, event.elapsed, model)
     context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=event.output_url)
     result: SegmindResult = {
         "request_id": event.request_id,
