@@ -10,7 +10,9 @@ asset events) or fails the task. Whether Airflow may retry a failure is decided 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
@@ -24,6 +26,7 @@ from airflow_provider_aleph.exceptions import (
 )
 from airflow_provider_aleph.lineage import record_asset_events
 from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY
+from airflow_provider_aleph.metrics import job_ended, summary
 from airflow_provider_aleph.states import Meaning
 
 if TYPE_CHECKING:
@@ -56,6 +59,8 @@ class RequestEvent:
     :param status_code: the HTTP status behind an ``error``, if any.
     :param retryable: whether another attempt could succeed (see :func:`task_failure`).
     :param detail: the API's own failure text (a FAILED job's ``error``, an error answer's detail).
+    :param elapsed: seconds from the submit until the wait ended, when the waiter knew the submit time
+        (an event of an earlier version has none).
     """
 
     status: EventStatus
@@ -68,6 +73,7 @@ class RequestEvent:
     status_code: int | None = None
     retryable: bool = False
     detail: str | None = None
+    elapsed: float | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """The event as the JSON-able dict a TriggerEvent carries."""
@@ -94,7 +100,21 @@ class RequestEvent:
         known.setdefault("retryable", status == "timeout")
         metrics = known.get("metrics")
         known["metrics"] = metrics if isinstance(metrics, dict) else {}
+        elapsed = known.get("elapsed")
+        usable = isinstance(elapsed, int | float) and not isinstance(elapsed, bool) and math.isfinite(elapsed)
+        known["elapsed"] = float(elapsed) if usable and elapsed is not None else None
         return cls(**known)
+
+    def since(self, submitted_at: datetime | None) -> RequestEvent:
+        """This event with ``elapsed`` measured from ``submitted_at`` to now (unchanged when it is None).
+
+        :param submitted_at: when the request was submitted (aware datetime), or None when unknown.
+        """
+        if submitted_at is None:
+            return self
+        if submitted_at.tzinfo is None:
+            submitted_at = submitted_at.replace(tzinfo=UTC)
+        return replace(self, elapsed=max(0.0, (datetime.now(UTC) - submitted_at).total_seconds()))
 
     def failure(self, conn_id: str) -> SegmindError:
         """The error a non-success event stands for, naming the request and the connection.
@@ -219,10 +239,20 @@ def finish(
         raise task_failure(
             SegmindProtocolError(f"Invalid Segmind trigger event: {err}", conn_id=conn_id), retry_safe=retry_safe
         ) from None
+    model = getattr(task, "model", None)
+    model = model if isinstance(model, str) else None
     if event.status != "success":
         failure = event.failure(conn_id)
+        if event.status == "failed":
+            # Segmind's verdict: what the job took (and cost, where Segmind bills it) is worth a line too.
+            task.log.error("%s", summary(event.request_id, "FAILED", event.metrics, event.elapsed))
+            job_ended(False, event.metrics, event.elapsed, model)
         task.log.error("Segmind request %s ended with %s: %s", event.request_id, event.status, failure)
         raise task_failure(failure, retry_safe=retry_safe, on_retry="an Airflow retry of this task reattaches to it")
+    # Counted before the output check: Segmind completed (and billed) it either way.
+    line = summary(event.request_id, "COMPLETED", event.metrics, event.elapsed)
+    task.log.info("%s; output: %s", line, event.output_url)
+    job_ended(True, event.metrics, event.elapsed, model)
     if require_output_url and not event.output_url:
         raise task_failure(
             SegmindProtocolError(
@@ -232,7 +262,6 @@ def finish(
             ),
             retry_safe=retry_safe,
         )
-    task.log.info("%s; output: %s", event.message, event.output_url)
     context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=event.output_url)
     result: SegmindResult = {
         "request_id": event.request_id,

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 def record_asset_events(context: Context, outlets: Iterable[Any], result: Mapping[str, Any]) -> None:
     """Attach where the output landed to the asset event of each ``Asset`` outlet of the task.
 
-    Downstream DAGs scheduled on the asset read ``output_path``, ``request_id`` and ``output_url``
-    from the triggering event's ``extra``. Nothing is attached when no copy was made.
+    Downstream DAGs scheduled on the asset read ``output_path``, ``request_id``, ``output_url`` and
+    ``cost`` (None when the API sent none) from the triggering event's ``extra``. Nothing is attached
+    when no copy was made.
     """
     if not result.get("output_path"):
         return
@@ -25,6 +26,7 @@ def record_asset_events(context: Context, outlets: Iterable[Any], result: Mappin
         "output_path": result["output_path"],
         "request_id": result["request_id"],
         "output_url": result.get("output_url"),
+        "cost": result.get("cost"),
     }
     for outlet in outlets or ():
         if isinstance(outlet, Asset):

@@ -25,6 +25,9 @@ and a run-time setting (``emu.config(name=value)`` or ``POST /_emulator/config``
 - the account rate limit (``rpm_limit`` per ``rate_window`` seconds, per key), counting every API
   call (submit, status, result, upload); a refused call answers 429 and creates or stores nothing;
 - keys out of credits (``insufficient_credits_keys``: 406 on submit) and a non-JSON submit (406);
+- cost and an account balance (``cost_per_job``, ``credits``): each accepted submit debits its cost,
+  a COMPLETED result reports ``cost`` and ``remaining_credits`` in ``metrics``, and a submit the
+  balance cannot cover answers 406 and creates nothing;
 - lost submit answers (``lose_submit_answers``, ``lose_submit_mode``): the job is created, then
   the answer is a 504 page or a dropped connection;
 - an undocumented interim status (``interim_status``, ``interim_polls``): each job's first

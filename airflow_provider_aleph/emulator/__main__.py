@@ -17,7 +17,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airflow_provider_aleph.emulator.config import LOSE_SUBMIT_MODES, UPLOAD_ANSWER_KEYS
+from airflow_provider_aleph.emulator.config import (
+    DEFAULT_COST_PER_JOB,
+    DEFAULT_CREDITS,
+    LOSE_SUBMIT_MODES,
+    UPLOAD_ANSWER_KEYS,
+)
 from airflow_provider_aleph.emulator.server import DEFAULT_API_KEY, Emulator
 
 if TYPE_CHECKING:
@@ -112,6 +117,22 @@ def _add_realism_arguments(parser: argparse.ArgumentParser) -> None:
         help="a valid key whose submits answer 406 Insufficient credits (repeatable)",
     )
     faults.add_argument(
+        "--cost-per-job",
+        type=float,
+        default=DEFAULT_COST_PER_JOB,
+        metavar="CREDITS",
+        help=f"credits each accepted submit costs, reported as a COMPLETED job's cost "
+        f"(default {DEFAULT_COST_PER_JOB:g})",
+    )
+    faults.add_argument(
+        "--credits",
+        type=float,
+        default=DEFAULT_CREDITS,
+        metavar="CREDITS",
+        help="the account balance each accepted submit debits; once it cannot cover a job, submits answer 406 "
+        f"(default {DEFAULT_CREDITS:.0f})",
+    )
+    faults.add_argument(
         "--lose-submit-answers",
         type=int,
         default=0,
@@ -196,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rpm_limit=args.rpm_limit,
             rate_window=args.rate_window,
             insufficient_credits_keys=args.insufficient_credits_keys,
+            cost_per_job=args.cost_per_job,
+            credits=args.credits,
             lose_submit_answers=args.lose_submit_answers,
             lose_submit_mode=args.lose_submit_mode,
             outage_seconds=args.outage_seconds,

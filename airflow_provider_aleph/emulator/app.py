@@ -4,8 +4,9 @@ API routes (``x-api-key``: the emulator's key, or the ``api_keys`` setting's whe
 ``error_rate`` faults and the ``rpm_limit`` rate limit; during an outage, see ``outage_seconds``,
 these and ``POST /upload-asset`` answer a 503 gateway page before anything else):
 
-- ``POST /v2/{model}`` submit. 406 for a key out of credits or a body that is not
-  ``application/json``; 410 for a retired model; 400 for an invalid body or Aleph parameter.
+- ``POST /v2/{model}`` submit. 406 for a key out of credits, a submit the ``credits`` balance does not
+  cover (nothing is created or debited), or a body that is not ``application/json``; 410 for a
+  retired model; 400 for an invalid body or Aleph parameter.
 - ``GET /v2/requests/{id}/status`` and ``GET /v2/requests/{id}`` poll and fetch; a FAILED job
   answers 422 on both; an unknown or expired id 404. While ``garbled_answers`` is above 0, an answer
   about a job is HTTP 200 with an HTML page or JSON without ``status`` instead (alternately); with
@@ -36,7 +37,7 @@ from starlette.routing import Route
 
 from airflow_provider_aleph.emulator.faults import RATE_LIMIT_DETAIL, fault_response, gateway_page
 from airflow_provider_aleph.emulator.fetch import fetchable_inputs
-from airflow_provider_aleph.emulator.jobs import COMPLETED, FAILED
+from airflow_provider_aleph.emulator.jobs import COMPLETED, FAILED, InsufficientCredits
 from airflow_provider_aleph.emulator.media import MediaRoutes, base_url, error
 from airflow_provider_aleph.emulator.ratelimit import rate_limit_headers
 
@@ -212,7 +213,11 @@ class EmulatorApp:
         if model == ALEPH_MODEL and (problem := validate_aleph(payload)) is not None:
             return error(400, problem)
         inputs = fetchable_inputs(payload) if state.config.fetch_inputs else {}
-        job = state.jobs.submit(model, payload, inputs_pending=bool(inputs))
+        try:
+            job = state.jobs.submit(model, payload, inputs_pending=bool(inputs))
+        except InsufficientCredits:
+            state.counters.event("insufficient_credits")
+            return error(406, INSUFFICIENT_CREDITS)
         if inputs:
             state.fetcher.start(job.request_id, inputs)
         if state.take("lose_submit_answers"):

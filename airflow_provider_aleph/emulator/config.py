@@ -22,6 +22,12 @@ UPLOAD_ANSWER_KEYS = ("file_urls", "urls")
 WATCHED_SETTINGS = ("outage_seconds",)
 #: Largest ``latency_sigma``: beyond it a drawn duration could overflow a float.
 MAX_LATENCY_SIGMA = 5.0
+#: Default price of a job, in credits. Segmind's Aleph page gives no price; this is of the order of
+#: Runway's own per-second price for the 5 seconds of video Aleph edits.
+DEFAULT_COST_PER_JOB = 0.75
+#: Default account balance: enough for over a million default-priced jobs, so that no test,
+#: benchmark or demo runs out unless it sets a smaller one.
+DEFAULT_CREDITS = 1_000_000.0
 
 
 def _check_number(name: str, value: object, upper: float | None = None, positive: bool = False) -> None:
@@ -105,6 +111,11 @@ class EmulatorConfig:
         every API call answers a 503 gateway page; 0 ends it. Read back, the length last set.
     :param api_keys: when not empty, the keys the API routes accept instead of the emulator's own
         key (rotate with ``[old, new]``, then ``[new]``); empty means the emulator's own key.
+    :param cost_per_job: credits each accepted submit costs, copied into the job at submit; a
+        COMPLETED result reports it as ``metrics["cost"]``.
+    :param credits: the account balance. Each accepted submit debits ``cost_per_job`` from it (a job
+        that later fails included); a submit it does not cover, or any submit once it is 0, answers
+        406. Read back, the balance left; set it to refill the account.
     """
 
     latency: float = 1.0
@@ -130,6 +141,8 @@ class EmulatorConfig:
     garbled_answers: int = 0
     outage_seconds: float = 0.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    cost_per_job: float = DEFAULT_COST_PER_JOB
+    credits: float = DEFAULT_CREDITS
 
     def __post_init__(self) -> None:
         """Validate every field and normalise the list fields to tuples."""
@@ -158,6 +171,8 @@ class EmulatorConfig:
         _check_count("garbled_answers", self.garbled_answers)
         _check_number("outage_seconds", self.outage_seconds)
         self.api_keys = _string_tuple("api_keys", self.api_keys, "API keys")
+        _check_number("cost_per_job", self.cost_per_job)
+        _check_number("credits", self.credits)
 
     def watch(self, listener: Callable[[str, Any], None]) -> None:
         """Call ``listener(name, value)`` each time a setting of :data:`WATCHED_SETTINGS` is set.

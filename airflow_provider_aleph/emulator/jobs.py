@@ -20,8 +20,13 @@ that need one deterministic failure. Failed jobs end with :data:`FAILURE_REASON`
 A job whose payload names input URLs waits for their fetch (see ``fetch``): until it is settled
 the job never leaves PROCESSING, and a failed fetch turns it FAILED with the fetch's reason.
 
-Latency (as the drawn duration), fail rate, retention and output size are copied into each job when it is submitted, so
-changing :class:`EmulatorConfig` affects new jobs only.
+Every accepted submit is paid for: it debits ``cost_per_job`` from the ``credits`` balance, and a
+submit the balance does not cover (any submit once it is 0) raises :class:`InsufficientCredits` and
+creates nothing. A COMPLETED job reports its cost and the balance left after its debit in
+``metrics``; a FAILED one reports only its times, as Segmind's FAILED bodies carry no cost fields.
+
+Latency (as the drawn duration), fail rate, retention, output size and cost are copied into each job
+when it is submitted, so changing :class:`EmulatorConfig` affects new jobs only.
 """
 
 from __future__ import annotations
@@ -48,7 +53,20 @@ FAILED = "FAILED"
 FAIL_MARKER = "[emulator:fail]"
 FAILURE_REASON = "Content blocked by safety filter (emulated)"
 
-__all__ = ["COMPLETED", "FAILED", "PROCESSING", "QUEUED", "EmulatorConfig", "Job", "JobStore"]
+__all__ = [
+    "COMPLETED",
+    "FAILED",
+    "PROCESSING",
+    "QUEUED",
+    "EmulatorConfig",
+    "InsufficientCredits",
+    "Job",
+    "JobStore",
+]
+
+
+class InsufficientCredits(Exception):
+    """A submit the account balance does not cover: nothing was created or debited."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,8 @@ class Job:
     :param inputs_pending: whether its input URLs are still being fetched.
     :param video_path: local copy of the fetched input video, served as the job's output.
     :param output_size: size of a generated output stream, or None for a video output.
+    :param cost: credits the submit debited.
+    :param remaining_credits: the account balance right after that debit.
     """
 
     request_id: str
@@ -81,6 +101,8 @@ class Job:
     inputs_pending: bool = False
     video_path: str | None = None
     output_size: int | None = None
+    cost: float = 0.0
+    remaining_credits: float | None = None
 
     @property
     def error(self) -> str | None:
@@ -112,8 +134,13 @@ class Job:
         queue_time = round(self.started_at - self.submitted_at, 3)
         if status == PROCESSING:
             return {"queue_time": queue_time}
-        inference_time = round(self.finished_at - self.started_at, 3)
-        return {"inference_time": inference_time, "queue_time": queue_time, "cost": 0.0}
+        times = {"inference_time": round(self.finished_at - self.started_at, 3), "queue_time": queue_time}
+        if status == FAILED:
+            return times
+        billed = {"cost": self.cost}
+        if self.remaining_credits is not None:
+            billed["remaining_credits"] = self.remaining_credits
+        return times | billed
 
     def is_expired(self, now: float) -> bool:
         """Return whether the request record has outlived its retention at ``now``.
@@ -168,8 +195,16 @@ class JobStore:
         :param model: model slug from the submit path.
         :param payload: the validated JSON object.
         :param inputs_pending: whether input URLs will be fetched before the job may end.
+        :raises InsufficientCredits: the balance does not cover ``cost_per_job`` (or is 0).
         """
         with self._lock:
+            cost = float(self.config.cost_per_job)
+            balance = float(self.config.credits)
+            if balance <= 0 or balance < cost:
+                raise InsufficientCredits(f"balance {balance:g} does not cover a job costing {cost:g}")
+            # Rounded, so that a balance of exactly N jobs reaches 0 rather than a float's remainder.
+            remaining = round(balance - cost, 6)
+            self.config.credits = remaining
             now = self.clock()
             # Always draw both, so a job's fate and duration depend only on the seed and its position.
             z = self._durations.normalvariate(0.0, 1.0)
@@ -187,6 +222,8 @@ class JobStore:
                 failed=failed,
                 inputs_pending=inputs_pending,
                 output_size=self.config.output_size,
+                cost=cost,
+                remaining_credits=remaining,
             )
             self._jobs[job.request_id] = job
             self._by_model[model] += 1

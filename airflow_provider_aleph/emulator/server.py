@@ -18,7 +18,7 @@ import uvicorn
 
 from airflow_provider_aleph.emulator.app import create_app
 from airflow_provider_aleph.emulator.assets import FILE_CHUNK_SIZE, SAMPLE_NAME, output_bytes_iter, sample_bytes
-from airflow_provider_aleph.emulator.config import EmulatorConfig
+from airflow_provider_aleph.emulator.config import DEFAULT_COST_PER_JOB, DEFAULT_CREDITS, EmulatorConfig
 from airflow_provider_aleph.emulator.connection import http_protocol_class
 from airflow_provider_aleph.emulator.state import EmulatorState
 
@@ -94,6 +94,9 @@ class Emulator:
         503 gateway page; setting it at run time starts a new one from then (0 ends it).
     :param api_keys: keys the API routes accept instead of ``api_key``, to emulate a key rotation
         (``emu.config(api_keys=[old, new])``, then ``[new]``); empty for ``api_key`` alone.
+    :param cost_per_job: credits each accepted submit costs (reported as a COMPLETED job's ``cost``).
+    :param credits: the account balance that each accepted submit debits; a submit it does not cover
+        answers 406. The default lasts over a million default-priced jobs.
     """
 
     def __init__(
@@ -127,6 +130,8 @@ class Emulator:
         garbled_answers: int = 0,
         outage_seconds: float = 0.0,
         api_keys: Iterable[str] = (),
+        cost_per_job: float = DEFAULT_COST_PER_JOB,
+        credits: float = DEFAULT_CREDITS,
     ) -> None:
         self.api_key = api_key
         self.host = host
@@ -154,6 +159,8 @@ class Emulator:
             garbled_answers=garbled_answers,
             outage_seconds=outage_seconds,
             api_keys=tuple(api_keys),
+            cost_per_job=cost_per_job,
+            credits=credits,
         )
         self._state = EmulatorState(self.config, clock=clock, seed=seed)
         self._app = create_app(self._state, api_key)

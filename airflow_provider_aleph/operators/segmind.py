@@ -26,6 +26,7 @@ from airflow_provider_aleph.inputs import (
 )
 from airflow_provider_aleph.lineage import openlineage_facets
 from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
+from airflow_provider_aleph.metrics import job_submitted
 from airflow_provider_aleph.reattach import Resume, StoredRequest, fingerprint, recover, remember, state_store
 from airflow_provider_aleph.storage.outbound import check_output_path
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
@@ -79,7 +80,7 @@ class SegmindSubmitOperator(BaseOperator):
         name (not templated). The connection's own API and files API hosts are always allowed.
 
     Each ``Asset`` in the task's ``outlets`` gets, with every copied output, an asset event whose
-    extra carries ``output_path``, ``request_id`` and ``output_url``.
+    extra carries ``output_path``, ``request_id``, ``output_url`` and ``cost``.
     """
 
     template_fields: Sequence[str] = ("model", "payload", "input_mode", "output_path")
@@ -216,6 +217,7 @@ class SegmindSubmitOperator(BaseOperator):
             raise task_failure(err, retry_safe=True, note="nothing was submitted") from None
         submitted = self._submit(payload)
         now = datetime.now(UTC)
+        job_submitted(self.model)
         if store is not None:
             remember(store, StoredRequest.from_submit(submitted, digest, now.isoformat()))
         context["ti"].xcom_push(key="request_id", value=submitted.request_id)
@@ -248,6 +250,7 @@ class SegmindSubmitOperator(BaseOperator):
         stored = recovery.stored
         context["ti"].xcom_push(key="request_id", value=stored.request_id)
         if recovery.action is Resume.DONE and recovery.state is not None:
+            # It ended at some point before this try: how long it took is not known here.
             event = conclude(recovery.state)
             return self._finish(context, event.to_payload() if event else None)
         submitted_at = datetime.fromisoformat(stored.submitted_at) if stored.submitted_at else None

@@ -43,7 +43,7 @@ class SegmindRequestSensor(BaseSensorOperator):
         templated; default none).
 
     Asset outlets get the same event extra as the operators' (``output_path``, ``request_id``,
-    ``output_url``).
+    ``output_url``, ``cost``).
     """
 
     template_fields: Sequence[str] = ("request_id", "output_path")

@@ -145,7 +145,7 @@ class SegmindRequestTrigger(BaseTrigger):
         async with contextlib.AsyncExitStack() as releases:
             event = await self._wait(releases)
         self._finished = True
-        yield TriggerEvent(event.to_payload())
+        yield TriggerEvent(event.since(self.submitted_at).to_payload())
 
     async def _wait(self, releases: contextlib.AsyncExitStack) -> RequestEvent:
         share: SharedConnection | None = None

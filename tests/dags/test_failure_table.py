@@ -202,6 +202,25 @@ def test_406_out_of_credits_fails_once_saying_so(segmind_conn: Emulator, monkeyp
     assert not _says(failure, "content type")
 
 
+def test_an_account_spent_to_zero_fails_the_next_task_once_before_it_pays(segmind_conn: Emulator, capfd) -> None:
+    # Credits for one job: the first run spends them all, the second is refused at its submit.
+    segmind_conn.config(credits=segmind_conn.config.cost_per_job)
+    first = _run("plain", segmind_conn)
+    assert state(first) == "success"
+    assert xcom(first, "return_value")["metrics"]["remaining_credits"] == 0
+
+    second = _run("plain", segmind_conn)
+
+    assert state(second) == "failed"
+    assert _only_try(second) == 1
+    assert segmind_conn.submissions == 1
+    assert segmind_conn.stats()["insufficient_credits"] == 1
+    failure = _failure(capfd)
+    assert _says(failure, "not enough credits")
+    assert _says(failure, "HTTP 406")
+    assert _says(failure, f"conn_id={DEFAULT_CONN}")
+
+
 def test_406_wrong_content_type_is_told_apart_from_credits(segmind_conn: Emulator) -> None:
     # The operator always sends JSON, so this row is shown at the hook: a client-wide Content-Type (as a
     # proxy or a misconfigured client would set) wins over the JSON body's own, and the API refuses it.

@@ -71,6 +71,8 @@ def test_batch_example_edits_every_local_video_into_the_output_folder(segmind_co
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}-edited.mp4" for p in inputs)
     events = _asset_events("example_aleph_batch_enrichment")
     assert sorted(e["output_path"] for e in events) == sorted(r["output_path"] for r in results)
+    # Each event says what its job cost, as the emulator reported it.
+    assert [e["cost"] for e in events] == [segmind_conn.config.cost_per_job] * 3
 
 
 def test_oversized_object_is_refused_from_its_metadata_before_any_upload(segmind_conn, tmp_path):

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from airflow_provider_aleph.emulator import FAIL_MARKER, FAILURE_REASON, Emulator
+from airflow_provider_aleph.emulator.config import DEFAULT_COST_PER_JOB, DEFAULT_CREDITS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -117,7 +118,12 @@ def test_job_moves_from_queued_to_processing_to_completed(
         "request_id": body["request_id"],
         "status": "COMPLETED",
         "output": f"{emu.base_url}/outputs/{body['request_id']}.mp4",
-        "metrics": {"inference_time": LATENCY * 3 / 4, "queue_time": LATENCY / 4, "cost": 0.0},
+        "metrics": {
+            "inference_time": LATENCY * 3 / 4,
+            "queue_time": LATENCY / 4,
+            "cost": DEFAULT_COST_PER_JOB,
+            "remaining_credits": DEFAULT_CREDITS - DEFAULT_COST_PER_JOB,
+        },
     }
 
 

@@ -68,7 +68,7 @@ def test_cli_flags_reach_the_settings(tmp_path: Path) -> None:
     command += ["--rate-window", "2", "--insufficient-credits-key", "k1", "--insufficient-credits-key", "k2"]
     command += ["--output-size", "4096", "--cut-outputs", "1", "--cut-after-bytes", "100", "--no-fetch-inputs"]
     command += ["--fetch-timeout", "3", "--upload-answer-key", "urls", "--lose-submit-answers", "2"]
-    command += ["--lose-submit-mode", "drop"]
+    command += ["--lose-submit-mode", "drop", "--cost-per-job", "1.25", "--credits", "10"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
@@ -97,6 +97,8 @@ def test_cli_flags_reach_the_settings(tmp_path: Path) -> None:
         "upload_answer_key": "urls",
         "lose_submit_answers": 2,
         "lose_submit_mode": "drop",
+        "cost_per_job": 1.25,
+        "credits": 10.0,
     }
     assert "k1" not in stdout
 

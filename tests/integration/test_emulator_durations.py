@@ -96,7 +96,7 @@ def test_polls_follow_each_job_drawn_duration(clock: FakeClock) -> None:
     assert seen == {"queued": "QUEUED", "processing": "PROCESSING", "last": "PROCESSING"}
     assert done["status"] == "COMPLETED"
     # The metrics are what they were: queue and inference time, which add up to the drawn duration.
-    assert set(done["metrics"]) == {"queue_time", "inference_time", "cost"}
+    assert set(done["metrics"]) == {"queue_time", "inference_time", "cost", "remaining_credits"}
     assert done["metrics"]["queue_time"] + done["metrics"]["inference_time"] == pytest.approx(duration, abs=0.002)
 
 

@@ -51,7 +51,12 @@ class _OutletEvents:
 def test_asset_events_carry_where_the_output_landed():
     asset, other = Asset("edited_videos"), Asset("s3://bucket/edited/")
     events = _OutletEvents()
-    result = {"request_id": "r1", "output_url": "https://o/r1.mp4", "output_path": "file:///out/r1.mp4"}
+    result = {
+        "request_id": "r1",
+        "output_url": "https://o/r1.mp4",
+        "output_path": "file:///out/r1.mp4",
+        "cost": 0.75,
+    }
     record_asset_events({"outlet_events": events}, [asset, other, "not an asset"], result)
     assert sorted(events.by_name) == sorted([asset.name, other.name])
     assert events[other].extra == events[asset].extra
@@ -59,6 +64,7 @@ def test_asset_events_carry_where_the_output_landed():
         "output_path": "file:///out/r1.mp4",
         "request_id": "r1",
         "output_url": "https://o/r1.mp4",
+        "cost": 0.75,
     }
 
 
