@@ -225,5 +225,12 @@ def test_templated_fields_of_the_aleph_operator():
         "seed",
         "input_mode",
         "output_path",
+        "if_output_exists",
     }
-    assert set(SegmindSubmitOperator.template_fields) == {"model", "payload", "input_mode", "output_path"}
+    assert set(SegmindSubmitOperator.template_fields) == {
+        "model",
+        "payload",
+        "input_mode",
+        "output_path",
+        "if_output_exists",
+    }
