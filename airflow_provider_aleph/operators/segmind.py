@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from airflow_provider_aleph.reattach import Recovery
     from airflow_provider_aleph.types import SegmindResult, StateStore
 
+#: The XCom key holding, across a deferral, what made the job (model, fingerprint, submit time; no secret).
+PROVENANCE_XCOM_KEY = "segmind_provenance"
 MODEL_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -250,15 +252,12 @@ class SegmindSubmitOperator(BaseOperator):
         self.log.info("Submitted to Segmind model %s: request_id=%s, status QUEUED", self.model, submitted.request_id)
         return self._wait(context, submitted, now, Provenance(self.model, made_of, now.isoformat()))
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None
-    ) -> SegmindResult:
-        """Resume after the trigger fired: check its event, copy the output, return the result or fail.
-
-        :param event: the trigger's event.
-        :param provenance: what made the job, handed over from ``execute`` for the output record.
-        """
-        return self._finish(context, event, Provenance.from_json(provenance))
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> SegmindResult:
+        """Resume after the trigger fired: check its event, copy the output, return the result or fail."""
+        ti = context["ti"]
+        # This operator object was rebuilt for the resume: what made the job comes back from XCom.
+        made = ti.xcom_pull(task_ids=ti.task_id, key=PROVENANCE_XCOM_KEY, map_indexes=ti.map_index)
+        return self._finish(context, event, Provenance.from_json(made))
 
     def _submit(self, payload: dict[str, Any]) -> SubmitResponse:
         try:
@@ -289,7 +288,9 @@ class SegmindSubmitOperator(BaseOperator):
         return self._wait(context, stored, submitted_at, provenance)
 
     def _reuse(self, context: Context, result: SegmindResult) -> SegmindResult:
-        # Nothing new was made: no asset event, only the recorded result and its request id.
+        # Nothing new was made: only the recorded result and its request id, and no asset event (Airflow
+        # emits one per outlet of a successful task, read from this object's outlets when it ends).
+        self.outlets = []
         context["ti"].xcom_push(key="request_id", value=result["request_id"])
         context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=result["output_url"])
         self.delivered_path = result["output_path"]
@@ -317,8 +318,10 @@ class SegmindSubmitOperator(BaseOperator):
         if self.deferrable:
             # No defer timeout: Airflow would skip execute_complete when it fires. The trigger
             # emits its own timeout event against the same absolute deadline instead.
-            # The worker that resumes rebuilds this operator: what the output record needs travels along.
-            self.defer(trigger=trigger, method_name="execute_complete", kwargs={"provenance": provenance.to_json()})
+            # The worker that resumes rebuilds this operator: what the output record needs is kept in XCom
+            # (dag.test() drops a deferral's own kwargs once the trigger fires).
+            context["ti"].xcom_push(key=PROVENANCE_XCOM_KEY, value=provenance.to_json())
+            self.defer(trigger=trigger, method_name="execute_complete")
         self.log.info("Waiting in the worker (deferrable=False), polling at most every %.1fs", self.poll_interval)
         return self._finish(context, wait_in_worker(trigger), provenance)
 
