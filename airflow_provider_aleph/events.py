@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
     from airflow_provider_aleph.protocol import RequestState
+    from airflow_provider_aleph.storage.record import Provenance
     from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
     from airflow_provider_aleph.types import SegmindResult, TaskLog, WaitingTask
 
@@ -222,15 +223,19 @@ def finish(
     *,
     require_output_url: bool,
     retry_safe: bool,
+    provenance: Provenance | None = None,
 ) -> SegmindResult:
     """The worker-side end of every wait (operators and sensor alike): check the event, return the result
-    dict, copy the output into ``task.output_path`` when set, and record it on the task's asset outlets.
+    dict, copy the output into ``task.output_path`` when set (with its record beside it), and record it on
+    the task's asset outlets.
 
     :param task: the operator or sensor that waited.
     :param context: the task's context (its ``ti`` receives XCom ``output_url``).
     :param payload: the event as received; None or an unknown status is an error, never success.
     :param require_output_url: whether a COMPLETED result without an output URL is a failure.
     :param retry_safe: whether an Airflow retry would pick up this same request (never submit again).
+    :param provenance: what made the job, for the output record; None (the sensor, which knows neither
+        model nor parameters) writes a record that never matches, so a later run never reuses it.
     """
     conn_id = task.segmind_conn_id
     try:
@@ -273,7 +278,12 @@ def finish(
         "cost": event.metrics.get("cost"),
     }
     result["output_path"] = deliver_output(
-        result, task.output_path, local_roots=task.local_roots, retry_safe=retry_safe, log=task.log
+        result,
+        task.output_path,
+        local_roots=task.local_roots,
+        retry_safe=retry_safe,
+        log=task.log,
+        provenance=provenance,
     )
     record_asset_events(context, task.outlets, result)
     return result
@@ -286,8 +296,10 @@ def deliver_output(
     local_roots: tuple[str, ...],
     retry_safe: bool,
     log: TaskLog,
+    provenance: Provenance | None = None,
 ) -> str | None:
-    """Copy the finished job's output into ``output_path`` (when set); where it landed, as a URI.
+    """Copy the finished job's output into ``output_path`` (when set); where it landed, as a URI. The record
+    ``<output>.segmind.json`` is written beside it (see :mod:`airflow_provider_aleph.storage.record`).
 
     The copy retries in place; if it still fails, the task fails naming the output URL, and Airflow may
     retry it only as :func:`task_failure` says (the next try reuses the COMPLETED request).
@@ -297,10 +309,12 @@ def deliver_output(
     :param local_roots: the folders a local ``output_path`` may resolve under.
     :param retry_safe: whether an Airflow retry would reuse this request.
     :param log: the task's logger.
+    :param provenance: what made the job, for the record (None: unknown, the record never matches).
     """
     if output_path is None or (isinstance(output_path, str) and not output_path.strip()):
         return None
     from airflow_provider_aleph.storage.outbound import check_output_path, copy_output
+    from airflow_provider_aleph.storage.record import Provenance, discard_record, record_for, write_record
 
     request_id = result["request_id"]
     url = result["output_url"]
@@ -319,6 +333,12 @@ def deliver_output(
         hint = "a retry copies it again without a new job" if retry_safe else "it stays at its URL for about 7 days"
         raise task_failure(err, retry_safe=retry_safe, note=f"output not copied; {hint}") from None
     log.info("Copied the output of Segmind request %s to %s", request_id, path)
+    record = record_for(result, path, provenance or Provenance())
+    if record is not None:
+        write_record(path, record, log=log)
+    else:
+        # A store that reports no identity for the file: no record can vouch for it, and an old one must go.
+        discard_record(path, log=log)
     return str(path)
 
 

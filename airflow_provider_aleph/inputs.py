@@ -29,6 +29,7 @@ from airflow_provider_aleph.storage.inbound import (
     Inspected,
     check_input,
     deliver,
+    identity_of,
     require_input_mode,
     too_large,
 )
@@ -44,9 +45,14 @@ __all__ = [
     "INPUT_MODES",
     "FileInput",
     "InputPolicy",
+    "InspectedFiles",
     "InvalidParameter",
+    "RemoteFile",
     "check_url_input",
+    "deliver_files",
+    "inspect_files",
     "lineage_inputs",
+    "remote_file",
     "remote_size",
     "require_file",
     "require_input_mode",
@@ -120,6 +126,69 @@ def require_file(spec: FileInput, value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+@dataclass(frozen=True)
+class InspectedFiles:
+    """A payload's file inputs after their checks, before any is presigned or uploaded.
+
+    :param payload: the validated payload, as the user gave it.
+    :param storage: the object storage inputs that passed, by field, ready for :func:`deliver_files`.
+    :param identities: by file field, what tells its content from another (size and ETag or
+        modification time, from the store or a HEAD), or None where the input gives neither.
+    """
+
+    payload: dict[str, Any]
+    storage: dict[str, Inspected]
+    identities: dict[str, dict[str, Any] | None]
+
+
+def inspect_files(
+    payload: Mapping[str, Any],
+    declared: Iterable[FileInput],
+    *,
+    policy: InputPolicy,
+    every_storage_value: bool = False,
+) -> InspectedFiles:
+    """Check every file input of ``payload`` from its metadata (object storage) or a HEAD (http), and note
+    its identity; nothing is presigned or uploaded yet, so a refused second file leaves nothing behind.
+
+    :param payload: the validated payload.
+    :param declared: the operator's file fields.
+    :param policy: local roots and allowed hosts.
+    :param every_storage_value: also check undeclared top-level object storage values (the generic
+        operator, which cannot know its model's fields).
+    """
+    specs = {spec.name: spec for spec in declared}
+    files = {
+        name: (classify(value), specs.get(name) or FileInput(name))
+        for name, value in payload.items()
+        if name in specs or (every_storage_value and classify(value) is Source.STORAGE)
+    }
+    storage: dict[str, Inspected] = {}
+    identities: dict[str, dict[str, Any] | None] = {}
+    for name, (source, spec) in files.items():
+        if source is Source.STORAGE:
+            require_under_roots(name, payload[name], policy.local_roots)
+            storage[name] = check_input(name, payload[name], max_bytes=spec.max_bytes, refuse_size=spec.too_large)
+            identities[name] = identity_of(storage[name].info)
+        elif source is Source.URL:
+            identities[name] = _check_url(spec, payload[name], allowed_hosts=policy.allowed_hosts).identity
+    return InspectedFiles(dict(payload), storage, identities)
+
+
+def deliver_files(inspected: InspectedFiles, *, mode: str, hook: SegmindHook, log: TaskLog) -> dict[str, Any]:
+    """The payload with every checked object storage input presigned or uploaded (see ``input_mode``).
+
+    :param inspected: what :func:`inspect_files` returned.
+    :param mode: ``auto``, ``presign`` or ``upload`` (already checked).
+    :param hook: the Segmind hook that uploads.
+    :param log: the task's logger.
+    """
+    resolved = dict(inspected.payload)
+    for name, checked in inspected.storage.items():
+        resolved[name] = deliver(checked, mode=mode, hook=hook, log=log)
+    return resolved
+
+
 def resolve_files(
     payload: Mapping[str, Any],
     declared: Iterable[FileInput],
@@ -129,34 +198,18 @@ def resolve_files(
     log: TaskLog,
     every_storage_value: bool = False,
 ) -> dict[str, Any]:
-    """The payload with every file input checked and turned into a URL Segmind can fetch.
+    """The payload with every file input checked and turned into a URL Segmind can fetch
+    (:func:`inspect_files`, then :func:`deliver_files`).
 
     :param payload: the validated payload.
     :param declared: the operator's file fields.
     :param policy: input mode, local roots and allowed hosts.
     :param hook: the Segmind hook that uploads.
     :param log: the task's logger.
-    :param every_storage_value: also resolve undeclared top-level object storage values (the generic
-        operator, which cannot know its model's fields).
+    :param every_storage_value: also resolve undeclared top-level object storage values.
     """
-    specs = {spec.name: spec for spec in declared}
-    files = {
-        name: (classify(value), specs.get(name) or FileInput(name))
-        for name, value in payload.items()
-        if name in specs or (every_storage_value and classify(value) is Source.STORAGE)
-    }
-    # Every input is checked before any is uploaded: a refused second file leaves nothing behind.
-    checked: dict[str, Inspected] = {}
-    for name, (source, spec) in files.items():
-        if source is Source.STORAGE:
-            require_under_roots(name, payload[name], policy.local_roots)
-            checked[name] = check_input(name, payload[name], max_bytes=spec.max_bytes, refuse_size=spec.too_large)
-        elif source is Source.URL:
-            check_url_input(spec, payload[name], allowed_hosts=policy.allowed_hosts)
-    resolved = dict(payload)
-    for name, inspected in checked.items():
-        resolved[name] = deliver(inspected, mode=policy.mode, hook=hook, log=log)
-    return resolved
+    inspected = inspect_files(payload, declared, policy=policy, every_storage_value=every_storage_value)
+    return deliver_files(inspected, mode=policy.mode, hook=hook, log=log)
 
 
 def lineage_inputs(payload: Any, declared: Iterable[FileInput], *, every_file_value: bool = False) -> list[Any]:
@@ -174,6 +227,19 @@ def lineage_inputs(payload: Any, declared: Iterable[FileInput], *, every_file_va
     ]
 
 
+@dataclass(frozen=True)
+class RemoteFile:
+    """What an http(s) input's server says about it.
+
+    :param size: its size in bytes, or None when not said.
+    :param identity: its size with its ``ETag`` (or ``Last-Modified`` when it sends no ETag), or None
+        when it sends neither.
+    """
+
+    size: int | None
+    identity: dict[str, Any] | None
+
+
 def check_url_input(
     spec: FileInput, url: str, *, allowed_hosts: tuple[str, ...] = (), timeout: float = 30.0
 ) -> int | None:
@@ -185,15 +251,29 @@ def check_url_input(
     :param allowed_hosts: private hosts the DAG author allowed (``host`` or ``host:port``).
     :param timeout: seconds allowed for the check.
     """
+    return _check_url(spec, url, allowed_hosts=allowed_hosts, timeout=timeout).size
+
+
+def _check_url(spec: FileInput, url: str, *, allowed_hosts: tuple[str, ...], timeout: float = 30.0) -> RemoteFile:
     require_public_host(spec.name, url, exempt=allowed_hosts)
-    size = remote_size(spec.name, url, timeout=timeout)
-    if size is not None and spec.max_bytes is not None and size > spec.max_bytes:
-        raise spec.too_large(url, size)
-    return size
+    found = remote_file(spec.name, url, timeout=timeout)
+    if found.size is not None and spec.max_bytes is not None and found.size > spec.max_bytes:
+        raise spec.too_large(url, found.size)
+    return found
 
 
 def remote_size(parameter: str, url: str, *, timeout: float = 30.0) -> int | None:
-    """The size in bytes an http(s) input reports, or None when it does not say.
+    """The size in bytes an http(s) input reports, or None when it does not say (see :func:`remote_file`).
+
+    :param parameter: the parameter's name, for the message.
+    :param url: the input's URL.
+    :param timeout: seconds allowed for the check.
+    """
+    return remote_file(parameter, url, timeout=timeout).size
+
+
+def remote_file(parameter: str, url: str, *, timeout: float = 30.0) -> RemoteFile:
+    """What an http(s) input reports of itself: its size and identity (one request, two where HEAD is refused).
 
     Asks with HEAD, and with a one-byte ranged GET where HEAD is refused (presigned URLs often
     sign GET only). Never sends the Segmind key: the URL is a third party's. Call it only after
@@ -230,4 +310,10 @@ def remote_size(parameter: str, url: str, *, timeout: float = 30.0) -> int | Non
     content_range = response.headers.get("content-range", "")
     total = content_range.rpartition("/")[2] if response.status_code == 206 else ""
     length = total if total.isdigit() else response.headers.get("content-length", "")
-    return int(length) if length.isdigit() else None
+    size = int(length) if length.isdigit() else None
+    tag = response.headers.get("etag", "").strip()
+    modified = response.headers.get("last-modified", "").strip()
+    if not tag and not modified:
+        return RemoteFile(size, None)
+    identity: dict[str, Any] = {"size": size} if size is not None else {}
+    return RemoteFile(size, identity | ({"tag": tag.strip('"')} if tag else {"mtime": modified}))

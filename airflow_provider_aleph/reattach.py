@@ -50,6 +50,8 @@ class StoredRequest:
     :param status_url: the status URL the submit returned.
     :param response_url: the result URL the submit returned.
     :param submitted_at: ISO-8601 time of the submit.
+    :param output_fingerprint: the fingerprint of parameters and input content that the output record
+        (``<output>.segmind.json``) carries, or None; a later try that reattaches writes it too.
     """
 
     request_id: str
@@ -57,11 +59,16 @@ class StoredRequest:
     status_url: str | None = None
     response_url: str | None = None
     submitted_at: str | None = None
+    output_fingerprint: str | None = None
 
     @classmethod
-    def from_submit(cls, submitted: SubmitResponse, digest: str, submitted_at: str) -> StoredRequest:
+    def from_submit(
+        cls, submitted: SubmitResponse, digest: str, submitted_at: str, output_fingerprint: str | None = None
+    ) -> StoredRequest:
         """The record for a submit that just answered."""
-        return cls(submitted.request_id, digest, submitted.status_url, submitted.response_url, submitted_at)
+        return cls(
+            submitted.request_id, digest, submitted.status_url, submitted.response_url, submitted_at, output_fingerprint
+        )
 
     @classmethod
     def from_json(cls, value: Any) -> StoredRequest | None:
@@ -81,6 +88,7 @@ class StoredRequest:
             status_url=text("status_url"),
             response_url=text("response_url"),
             submitted_at=text("submitted_at"),
+            output_fingerprint=text("output_fingerprint"),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class RunwayAlephOperator(SegmindSubmitOperator):
         "seed",
         "input_mode",
         "output_path",
+        "if_output_exists",
     )
     require_output_url = True
     file_inputs = (

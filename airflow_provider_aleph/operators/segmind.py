@@ -19,16 +19,19 @@ from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.inputs import (
     FileInput,
     InputPolicy,
+    InspectedFiles,
+    deliver_files,
+    inspect_files,
     lineage_inputs,
     require_file,
     require_input_mode,
-    resolve_files,
 )
 from airflow_provider_aleph.lineage import openlineage_facets
-from airflow_provider_aleph.links import SegmindOutputLink, reset_output_url
+from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink, reset_output_url
 from airflow_provider_aleph.metrics import job_submitted
 from airflow_provider_aleph.reattach import Resume, StoredRequest, fingerprint, recover, remember, state_store
-from airflow_provider_aleph.storage.outbound import check_output_path
+from airflow_provider_aleph.storage.outbound import check_output_path, probe_output_path
+from airflow_provider_aleph.storage.record import Provenance, existing_output, fingerprint_of, require_if_output_exists
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 if TYPE_CHECKING:
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
     from airflow_provider_aleph.reattach import Recovery
     from airflow_provider_aleph.types import SegmindResult, StateStore
 
+#: The XCom key holding, across a deferral, what made the job (model, fingerprint, submit time; no secret).
+PROVENANCE_XCOM_KEY = "segmind_provenance"
 MODEL_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -72,7 +77,14 @@ class SegmindSubmitOperator(BaseOperator):
     :param input_mode: how object storage inputs reach Segmind: ``auto`` (a presigned URL when the
         filesystem can sign one, else an upload to Segmind's files API), ``presign`` or ``upload``.
     :param output_path: where to copy the output (URI string or ``ObjectStoragePath``; a path ending
-        in ``/`` is a folder), right after the job completes (templated).
+        in ``/`` is a folder), right after the job completes (templated). Before anything is submitted,
+        the worker proves it can write there (bucket exists, folder can be made, a marker file can be
+        written). A record ``<output>.segmind.json`` is written beside the copy.
+    :param if_output_exists: what to do when ``output_path`` names a file that already exists (templated):
+        ``reuse`` (default) returns its recorded result without submitting when its record says it was
+        made from the same model, parameters and input content, and submits to replace it otherwise;
+        ``overwrite`` always submits; ``fail`` fails before submitting. A folder ``output_path`` always
+        submits: its file name is known only after the job.
     :param local_roots: folders that local inputs (``file://``, local ``ObjectStoragePath``) and a local
         ``output_path`` may resolve under, symlinks and ``..`` resolved (not templated: a run's params
         cannot widen it). Default none: local files are refused.
@@ -80,10 +92,11 @@ class SegmindSubmitOperator(BaseOperator):
         name (not templated). The connection's own API and files API hosts are always allowed.
 
     Each ``Asset`` in the task's ``outlets`` gets, with every copied output, an asset event whose
-    extra carries ``output_path``, ``request_id``, ``output_url`` and ``cost``.
+    extra carries ``output_path``, ``request_id``, ``output_url`` and ``cost``. An output reused under
+    ``if_output_exists="reuse"`` gets none: nothing new was made.
     """
 
-    template_fields: Sequence[str] = ("model", "payload", "input_mode", "output_path")
+    template_fields: Sequence[str] = ("model", "payload", "input_mode", "output_path", "if_output_exists")
     template_fields_renderers = {"payload": "json"}
     operator_extra_links = (SegmindOutputLink(),)
     ui_color = "#d7e9f7"
@@ -110,6 +123,7 @@ class SegmindSubmitOperator(BaseOperator):
         output_path: str | ObjectStoragePath | None = None,
         local_roots: Sequence[str | os.PathLike[str]] | None = None,
         allowed_hosts: Sequence[str] | None = None,
+        if_output_exists: str = "reuse",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -140,6 +154,9 @@ class SegmindSubmitOperator(BaseOperator):
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         if "{{" not in str(input_mode):
             require_input_mode(input_mode)  # a literal is checked at parse time, a template once rendered
+        self.if_output_exists = if_output_exists
+        if "{{" not in str(if_output_exists):
+            require_if_output_exists(if_output_exists)
 
     @cached_property
     def hook(self) -> SegmindHook:
@@ -184,25 +201,31 @@ class SegmindSubmitOperator(BaseOperator):
         own = (host_of(params.base_url), host_of(params.upload_url))
         return InputPolicy(require_input_mode(self.input_mode), self.local_roots, self.allowed_hosts + own)
 
+    def inspect_inputs(self, payload: dict[str, Any]) -> InspectedFiles:
+        """Check every file input from its metadata, noting its identity; nothing is uploaded yet."""
+        policy = self.input_policy()
+        return inspect_files(
+            payload, self.file_inputs, policy=policy, every_storage_value=self.resolve_every_storage_value
+        )
+
     def resolve_inputs(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Check every file input and turn object storage into URLs Segmind can fetch."""
-        return resolve_files(
-            payload,
-            self.file_inputs,
-            policy=self.input_policy(),
-            hook=self.hook,
-            log=self.log,
-            every_storage_value=self.resolve_every_storage_value,
-        )
+        return self.deliver_inputs(self.inspect_inputs(payload))
+
+    def deliver_inputs(self, inspected: InspectedFiles) -> dict[str, Any]:
+        """Presign or upload the checked object storage inputs, as ``input_mode`` says."""
+        return deliver_files(inspected, mode=require_input_mode(self.input_mode), hook=self.hook, log=self.log)
 
     # -- running --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> SegmindResult:
-        """Validate, reattach or submit, push ``request_id``, then defer (or wait here) until the job ends."""
+        """Validate, reattach, reuse an existing output or submit, push ``request_id``, then defer (or wait
+        here) until the job ends."""
         reset_output_url(context["ti"])
         try:
             payload = self.build_payload()
             check_output_path(self.output_path, local_roots=self.local_roots)
+            if_exists = require_if_output_exists(self.if_output_exists)
         except InvalidParameter as err:
             raise task_failure(err, retry_safe=True, note="nothing was submitted") from None
         digest = fingerprint(self.model, payload)
@@ -212,21 +235,31 @@ class SegmindSubmitOperator(BaseOperator):
             if recovery is not None and recovery.action is not Resume.RESUBMIT:
                 return self._resume(context, recovery)
         try:
-            payload = self.resolve_inputs(payload)
+            inspected = self.inspect_inputs(payload)
+            made_of = fingerprint_of(self.model, payload, inspected.identities)
+            reused = existing_output(self.output_path, mode=if_exists, fingerprint=made_of, log=self.log)
+            if reused is None:
+                probe_output_path(self.output_path, log=self.log)
+                payload = self.deliver_inputs(inspected)
         except (InvalidParameter, SegmindError) as err:
             raise task_failure(err, retry_safe=True, note="nothing was submitted") from None
+        if reused is not None:
+            return self._reuse(context, reused)
         submitted = self._submit(payload)
         now = datetime.now(UTC)
         job_submitted(self.model)
         if store is not None:
-            remember(store, StoredRequest.from_submit(submitted, digest, now.isoformat()))
+            remember(store, StoredRequest.from_submit(submitted, digest, now.isoformat(), made_of))
         context["ti"].xcom_push(key="request_id", value=submitted.request_id)
         self.log.info("Submitted to Segmind model %s: request_id=%s, status QUEUED", self.model, submitted.request_id)
-        return self._wait(context, submitted, now)
+        return self._wait(context, submitted, now, Provenance(self.model, made_of, now.isoformat()))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> SegmindResult:
         """Resume after the trigger fired: check its event, copy the output, return the result or fail."""
-        return self._finish(context, event)
+        ti = context["ti"]
+        # This operator object was rebuilt for the resume: what made the job comes back from XCom.
+        made = ti.xcom_pull(task_ids=ti.task_id, key=PROVENANCE_XCOM_KEY, map_indexes=ti.map_index)
+        return self._finish(context, event, Provenance.from_json(made))
 
     def _submit(self, payload: dict[str, Any]) -> SubmitResponse:
         try:
@@ -249,15 +282,29 @@ class SegmindSubmitOperator(BaseOperator):
     def _resume(self, context: Context, recovery: Recovery) -> SegmindResult:
         stored = recovery.stored
         context["ti"].xcom_push(key="request_id", value=stored.request_id)
+        provenance = Provenance(self.model, stored.output_fingerprint, stored.submitted_at)
         if recovery.action is Resume.DONE and recovery.state is not None:
             # It ended at some point before this try: how long it took is not known here.
             event = conclude(recovery.state)
-            return self._finish(context, event.to_payload() if event else None)
+            return self._finish(context, event.to_payload() if event else None, provenance)
         submitted_at = datetime.fromisoformat(stored.submitted_at) if stored.submitted_at else None
-        return self._wait(context, stored, submitted_at)
+        return self._wait(context, stored, submitted_at, provenance)
+
+    def _reuse(self, context: Context, result: SegmindResult) -> SegmindResult:
+        # Nothing new was made: only the recorded result and its request id, and no asset event (Airflow
+        # emits one per outlet of a successful task, read from this object's outlets when it ends).
+        self.outlets = []
+        context["ti"].xcom_push(key="request_id", value=result["request_id"])
+        context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=result["output_url"])
+        self.delivered_path = result["output_path"]
+        return result
 
     def _wait(
-        self, context: Context, request: SubmitResponse | StoredRequest, submitted_at: datetime | None
+        self,
+        context: Context,
+        request: SubmitResponse | StoredRequest,
+        submitted_at: datetime | None,
+        provenance: Provenance,
     ) -> SegmindResult:
         trigger = SegmindRequestTrigger(
             request_id=request.request_id,
@@ -274,14 +321,24 @@ class SegmindSubmitOperator(BaseOperator):
         if self.deferrable:
             # No defer timeout: Airflow would skip execute_complete when it fires. The trigger
             # emits its own timeout event against the same absolute deadline instead.
+            # The worker that resumes rebuilds this operator: what the output record needs is kept in XCom
+            # (dag.test() drops a deferral's own kwargs once the trigger fires).
+            context["ti"].xcom_push(key=PROVENANCE_XCOM_KEY, value=provenance.to_json())
             self.defer(trigger=trigger, method_name="execute_complete")
         self.log.info("Waiting in the worker (deferrable=False), polling at most every %.1fs", self.poll_interval)
-        return self._finish(context, wait_in_worker(trigger))
+        return self._finish(context, wait_in_worker(trigger), provenance)
 
-    def _finish(self, context: Context, payload: Any) -> SegmindResult:
+    def _finish(self, context: Context, payload: Any, provenance: Provenance) -> SegmindResult:
         # After a submit, a retry pays again unless the state store lets it reattach.
         retry_safe = context.get("task_state_store") is not None
-        result = finish(self, context, payload, require_output_url=self.require_output_url, retry_safe=retry_safe)
+        result = finish(
+            self,
+            context,
+            payload,
+            require_output_url=self.require_output_url,
+            retry_safe=retry_safe,
+            provenance=provenance,
+        )
         self.delivered_path = result["output_path"]
         return result
 

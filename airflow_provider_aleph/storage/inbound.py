@@ -201,6 +201,33 @@ def content_type_of(info: dict[str, Any], filename: str) -> str:
     return guessed or FALLBACK_CONTENT_TYPE
 
 
+#: Metadata keys that tag one version of an object's content (S3 and Azure ETag, GCS etag, md5 or generation).
+_TAG_KEYS = ("ETag", "etag", "md5Hash", "generation", "VersionId", "version_id")
+#: Metadata keys that hold a modification time (local files, S3 listings, GCS, Azure).
+_MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "modified")
+
+
+def identity_of(info: dict[str, Any]) -> dict[str, Any] | None:
+    """What tells one content of a stored file from another, from its fsspec ``info()``: its size and
+    its content tag (ETag...), or its modification time where the store gives no tag; None when it gives
+    neither (a size alone cannot tell a same-sized rewrite).
+
+    A tag is preferred to a time because stores report times with different precision on different
+    calls (an S3 listing in milliseconds, a HEAD in seconds), while a tag reads the same every time.
+
+    :param info: the file's fsspec ``info()``.
+    """
+    size = info.get("size")
+    found: dict[str, Any] = {"size": size} if isinstance(size, int) else {}
+    tag = next((info[key] for key in _TAG_KEYS if info.get(key) not in (None, "")), None)
+    if tag is not None:
+        return found | {"tag": str(tag).strip('"')}
+    mtime = next((info[key] for key in _MTIME_KEYS if info.get(key) not in (None, "")), None)
+    if mtime is None:
+        return None
+    return found | {"mtime": mtime.isoformat() if hasattr(mtime, "isoformat") else repr(mtime)}
+
+
 def _is_media_type(value: str) -> bool:
     try:
         UploadBody(value, 0)

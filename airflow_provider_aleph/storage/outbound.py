@@ -22,7 +22,7 @@ from airflow_provider_aleph import __version__
 from airflow_provider_aleph.access import require_under_roots
 from airflow_provider_aleph.exceptions import InvalidParameter, SegmindError
 from airflow_provider_aleph.protocol import USER_AGENT
-from airflow_provider_aleph.storage.paths import display_url, is_http_url, is_local, to_path
+from airflow_provider_aleph.storage.paths import bucket_of, conn_id_of, display_url, is_http_url, is_local, to_path
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
@@ -135,7 +135,7 @@ def check_output_path(output_path: str | ObjectStoragePath | None, *, local_root
     if output_path is None or (isinstance(output_path, str) and not output_path.strip()):
         return
     try:
-        path = _as_path(output_path)
+        path = as_output_path(output_path)
     except (ValueError, TypeError, ImportError) as exc:
         raise InvalidParameter("output_path", f"{output_path!s} is not usable: {exc}") from None
     require_under_roots("output_path", path, local_roots, shown=str(output_path))
@@ -147,16 +147,110 @@ def check_output_path(output_path: str | ObjectStoragePath | None, *, local_root
             raise InvalidParameter("output_path", f"{output_path!s} cannot be written: {existing} is not writable")
 
 
-def _as_path(output_path: str | ObjectStoragePath) -> ObjectStoragePath:
+def as_output_path(output_path: str | ObjectStoragePath) -> ObjectStoragePath:
+    """The ``ObjectStoragePath`` of an ``output_path`` as given (a bare absolute path is a local file).
+
+    :param output_path: a URI string, an absolute local path or an ``ObjectStoragePath``.
+    """
     text = output_path.strip() if isinstance(output_path, str) else None
     # A bare absolute path is a local file: the common case of a shared volume.
     return to_path(f"file://{text}" if text and text.startswith("/") else output_path)
 
 
+def is_folder_output(output_path: str | ObjectStoragePath) -> bool:
+    """Whether ``output_path`` names a folder (ends with ``/`` or is an existing directory): the file's
+    name then comes from the output URL, unknown before the job.
+
+    :param output_path: the rendered ``output_path``.
+    """
+    if isinstance(output_path, str) and output_path.strip().endswith("/"):
+        return True
+    try:
+        return bool(as_output_path(output_path).is_dir())
+    except Exception:
+        return False
+
+
+def probe_output_path(output_path: str | ObjectStoragePath | None, *, log: TaskLog) -> None:
+    """Prove, before anything is spent, that the copy will be able to write ``output_path``: its bucket
+    exists (buckets are never created), its local folder exists or can be created, and the store accepts a
+    small marker file written beside the target. The marker is removed; a store that lets us write but
+    not delete only gets a warning. Call :func:`check_output_path` first.
+
+    :param output_path: the rendered ``output_path``; None or empty for no copy.
+    :param log: where a marker that could not be removed is reported.
+    """
+    if output_path is None or (isinstance(output_path, str) and not output_path.strip()):
+        return
+    shown = str(output_path)
+    path = as_output_path(output_path)
+    folder = path if is_folder_output(output_path) else path.parent
+    fs: AbstractFileSystem | None = None
+    try:
+        fs = path.fs
+        bucket = bucket_of(path)
+        if bucket and not fs.exists(bucket):
+            raise InvalidParameter(
+                "output_path",
+                f"{shown} cannot be written: bucket {bucket!r} does not exist, or connection "
+                f"{conn_id_of(path)!r} cannot see it (buckets are never created); nothing was submitted",
+            )
+        directory = str(folder.path).rstrip("/") or "/"
+        if is_local(fs):
+            fs.makedirs(directory, exist_ok=True)
+        marker = posixpath.join(directory, f".segmind-write-probe-{uuid.uuid4().hex[:12]}")
+        with fs.open(marker, "wb") as out:
+            out.write(b"")
+    except InvalidParameter:
+        raise
+    except Exception as exc:
+        raise InvalidParameter(
+            "output_path",
+            f"{shown} cannot be written: {type(exc).__name__}: {exc}",
+            # A local disk that refuses says so for good; a remote store may have had a bad moment.
+            retryable=fs is not None and not is_local(fs) and not isinstance(exc, _FATAL_STORAGE_ERRORS),
+        ) from None
+    try:
+        fs.rm(marker)
+    except Exception as exc:
+        log.warning(
+            "output_path %s can be written, but the probe file %s could not be removed (%s: %s); "
+            "a policy that allows writes but not deletes leaves it there",
+            shown,
+            marker,
+            type(exc).__name__,
+            exc,
+        )
+
+
+def write_atomically(fs: AbstractFileSystem, final: str, data: bytes) -> None:
+    """Write ``data`` to ``final`` through a hidden temporary name beside it, moved into place only once
+    complete: a reader never sees a partial file. The temporary file is removed when anything fails.
+
+    :param fs: the filesystem.
+    :param final: the path within ``fs``.
+    :param data: the whole content.
+    """
+    tmp = _temporary_name(final)
+    moved = False
+    try:
+        with fs.open(tmp, "wb") as out:
+            out.write(data)
+        fs.mv(tmp, final)
+        moved = True
+    finally:
+        if not moved:
+            _discard(fs, tmp)
+
+
+def _temporary_name(final: str) -> str:
+    return posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.{uuid.uuid4().hex[:12]}.part")
+
+
 def _destination(url: str, output_path: str | ObjectStoragePath) -> ObjectStoragePath:
     text = output_path.strip() if isinstance(output_path, str) else None
     try:
-        path = _as_path(output_path)
+        path = as_output_path(output_path)
     except (ValueError, TypeError, ImportError) as exc:
         raise OutputCopyError(
             f"Cannot copy {display_url(url)}: output_path {output_path!s} is not usable: {exc}",
@@ -182,7 +276,7 @@ def _copy_once(
     client: httpx.Client, url: str, fs: AbstractFileSystem, final: str, *, shown: str, chunk_size: int | None
 ) -> int:
     """One download into a temporary name, verified, then moved to ``final``; the byte count."""
-    tmp = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.{uuid.uuid4().hex[:12]}.part")
+    tmp = _temporary_name(final)
     moved = False
     try:
         with client.stream("GET", url) as response:

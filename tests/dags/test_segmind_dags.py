@@ -102,4 +102,6 @@ def test_generic_operator_uploads_a_local_file_in_its_payload(segmind_conn, tmp_
     assert httpx.get(job.payload["image"]).content == image.read_bytes()
     result = xcom(dag_run, "return_value")
     assert result["output_path"].startswith(out.as_uri() + "/")
-    assert len(list(out.iterdir())) == 1
+    landed = result["output_path"].removeprefix(out.as_uri() + "/")
+    # The output, and its record beside it (what made it), and nothing else.
+    assert sorted(p.name for p in out.iterdir()) == [landed, f"{landed}.segmind.json"]

@@ -68,7 +68,9 @@ def test_batch_example_edits_every_local_video_into_the_output_folder(segmind_co
         served = httpx.get(result["output_url"]).content
         assert landed.read_bytes() == served, "the copy must be byte-identical to what the API served"
         assert served == source.read_bytes(), "the emulator's 'edit' returns the uploaded input"
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}-edited.mp4" for p in inputs)
+    edited = sorted(f"{p.stem}-edited.mp4" for p in inputs)
+    # Each output has its record beside it (what made it, for a later run to reuse), and nothing else is left.
+    assert sorted(p.name for p in out.iterdir()) == sorted([*edited, *(f"{name}.segmind.json" for name in edited)])
     events = _asset_events("example_aleph_batch_enrichment")
     assert sorted(e["output_path"] for e in events) == sorted(r["output_path"] for r in results)
     # Each event says what its job cost, as the emulator reported it.

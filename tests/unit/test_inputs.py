@@ -133,3 +133,16 @@ def test_video_size_limit_is_16_mib(size: int, ok: bool) -> None:
             require_video_size(URL)
         assert_names(caught.value, "video")
         assert "16 MiB" in str(caught.value)
+
+
+@respx.mock
+def test_remote_file_identity_prefers_the_etag_and_is_none_without_etag_or_date() -> None:
+    from airflow_provider_aleph.inputs import remote_file
+
+    stamp = "Wed, 01 Jan 2026 00:00:00 GMT"
+    respx.head(URL).respond(200, headers={"content-length": "7", "etag": '"abc"', "last-modified": stamp})
+    assert remote_file("video", URL).identity == {"size": 7, "tag": "abc"}
+    respx.head(URL).respond(200, headers={"content-length": "7", "last-modified": stamp})
+    assert remote_file("video", URL).identity == {"size": 7, "mtime": stamp}
+    respx.head(URL).respond(200, headers={"content-length": "7"})
+    assert remote_file("video", URL).identity is None

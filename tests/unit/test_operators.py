@@ -28,13 +28,20 @@ SUBMITTED = {
 
 
 class RecordingTI:
-    """Stands in for the task instance: records XCom pushes."""
+    """Stands in for the task instance: records XCom pushes, and gives them back to its own task."""
+
+    task_id = "edit"
+    map_index = -1
 
     def __init__(self) -> None:
         self.xcom: dict[str, Any] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
+
+    def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
+        assert (task_ids, map_indexes) == (self.task_id, self.map_index)
+        return self.xcom.get(key)
 
 
 @pytest.fixture
@@ -225,5 +232,12 @@ def test_templated_fields_of_the_aleph_operator():
         "seed",
         "input_mode",
         "output_path",
+        "if_output_exists",
     }
-    assert set(SegmindSubmitOperator.template_fields) == {"model", "payload", "input_mode", "output_path"}
+    assert set(SegmindSubmitOperator.template_fields) == {
+        "model",
+        "payload",
+        "input_mode",
+        "output_path",
+        "if_output_exists",
+    }
