@@ -34,7 +34,7 @@ class SegmindRequestSensor(BaseSensorOperator):
     mode.
 
     :param request_id: the Segmind request id (templated).
-    :param segmind_conn_id: the Airflow connection of type ``segmind``.
+    :param segmind_conn_id: the Airflow connection of type ``segmind`` (templated).
     :param deferrable: wait in the triggerer (True) or poke from the worker (False).
     :param poll_interval: seconds between status polls (also the poke interval).
     :param require_output_url: fail when the COMPLETED result has no output URL.
@@ -46,7 +46,7 @@ class SegmindRequestSensor(BaseSensorOperator):
     ``output_url``).
     """
 
-    template_fields: Sequence[str] = ("request_id", "output_path")
+    template_fields: Sequence[str] = ("request_id", "segmind_conn_id", "output_path")
     operator_extra_links = (SegmindOutputLink(),)
     ui_color = "#d7e9f7"
 
