@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from airflow_provider_aleph.emulator.config import LOSE_SUBMIT_MODES, UPLOAD_ANSWER_KEYS
+from airflow_provider_aleph.emulator.config import LOSE_SUBMIT_MODES, REQUEST_ID_CHECKS, UPLOAD_ANSWER_KEYS
 from airflow_provider_aleph.emulator.server import DEFAULT_API_KEY, Emulator
 
 if TYPE_CHECKING:
@@ -150,6 +150,14 @@ def _add_realism_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer the next N status or result calls with HTTP 200 and an HTML page or JSON without "
         "status, alternately",
     )
+    answers.add_argument(
+        "--request-id-check",
+        choices=REQUEST_ID_CHECKS,
+        default="after_key",
+        help="when a status or result call's request id is looked at: after the key (Segmind, the default), "
+        "its form first (a non-UUID answers 404 to any key) or its lookup first (an unknown id answers 404 "
+        "to any key)",
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -204,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             interim_status=args.interim_status,
             interim_polls=args.interim_polls,
             garbled_answers=args.garbled_answers,
+            request_id_check=args.request_id_check,
         )
     except ValueError as exc:
         parser.error(str(exc))

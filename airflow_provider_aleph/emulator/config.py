@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 LOSE_SUBMIT_MODES = ("504", "drop", "alternate")
+#: When a status or result call's request id is looked at, relative to its key: see ``request_id_check``.
+REQUEST_ID_CHECKS = ("after_key", "form_first", "lookup_first")
 UPLOAD_ANSWER_KEYS = ("file_urls", "urls")
 #: Settings that start something each time they are set, even to the value they had: see ``watch``.
 WATCHED_SETTINGS = ("outage_seconds",)
@@ -103,6 +105,11 @@ class EmulatorConfig:
         never sends: an HTML page or JSON without ``status``, alternately.
     :param outage_seconds: setting it to S starts an outage now that lasts S seconds, during which
         every API call answers a 503 gateway page; 0 ends it. Read back, the length last set.
+    :param request_id_check: when a status or result call's request id is looked at: ``after_key`` (the
+        key first, as Segmind does: a wrong key answers 401 whatever the id), ``form_first`` (an id that
+        is not a UUID answers 404 before the key is checked, as some gateways do) or ``lookup_first``
+        (an unknown id answers 404 before the key is checked: no answer about an unknown id tells a
+        good key from a bad one).
     :param api_keys: when not empty, the keys the API routes accept instead of the emulator's own
         key (rotate with ``[old, new]``, then ``[new]``); empty means the emulator's own key.
     """
@@ -130,6 +137,7 @@ class EmulatorConfig:
     garbled_answers: int = 0
     outage_seconds: float = 0.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    request_id_check: str = "after_key"
 
     def __post_init__(self) -> None:
         """Validate every field and normalise the list fields to tuples."""
@@ -158,6 +166,7 @@ class EmulatorConfig:
         _check_count("garbled_answers", self.garbled_answers)
         _check_number("outage_seconds", self.outage_seconds)
         self.api_keys = _string_tuple("api_keys", self.api_keys, "API keys")
+        _check_choice("request_id_check", self.request_id_check, REQUEST_ID_CHECKS)
 
     def watch(self, listener: Callable[[str, Any], None]) -> None:
         """Call ``listener(name, value)`` each time a setting of :data:`WATCHED_SETTINGS` is set.
