@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_aleph.access import allowed_hosts_param, host_of, local_roots_param
@@ -298,7 +299,7 @@ class SegmindSubmitOperator(BaseOperator):
         trigger = SegmindRequestTrigger(
             request_id=request.request_id,
             segmind_conn_id=self.segmind_conn_id,
-            deadline=datetime.now(UTC) + self.timeout,
+            deadline=pendulum.now("UTC") + self.timeout,
             poll_interval=self.poll_interval,
             status_url=request.status_url,
             response_url=request.response_url,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_aleph.access import local_roots_param
@@ -88,7 +89,7 @@ class SegmindRequestSensor(BaseSensorOperator):
             raise task_failure(err, retry_safe=True) from None
         reset_output_url(context["ti"])
         if self.deferrable:
-            now = datetime.now(UTC)
+            now = pendulum.now("UTC")
             self.defer(
                 trigger=SegmindRequestTrigger(
                     request_id=self.request_id,
