@@ -3,7 +3,10 @@ downstream, and a templated connection id."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,8 @@ from tests.conftest import TEST_API_KEY
 from tests.dags.helpers import failure_message, says, state, xcom
 
 pytestmark = pytest.mark.dag
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_operator_returns_at_once_and_the_sensor_waits_and_copies(segmind_conn, tmp_path):
@@ -100,3 +105,27 @@ def test_an_empty_rendered_output_path_without_waiting_submits_and_returns(segmi
     assert state(dag_run) == "success"
     assert segmind_conn.submissions == 1
     assert xcom(dag_run, "return_value")["status"] == "QUEUED"
+
+
+def test_the_demo_reads_job_progress_from_a_real_runs_log(segmind_conn, tmp_path, capfd, monkeypatch):
+    # `make demo` prints progress from the run's log as it is written: read here from a real run's output.
+    import conventions_test_dags
+
+    spec = importlib.util.spec_from_file_location("demo", REPO / "scripts" / "demo.py")
+    assert spec is not None
+    assert spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "demo", demo)  # its dataclass looks its module up there
+    spec.loader.exec_module(demo)
+    target = tmp_path / "winter.mp4"
+    conf = {"video": segmind_conn.sample_url(), "output_path": target.as_uri(), "conn_id": "segmind_default"}
+    capfd.readouterr()
+    dag_run = conventions_test_dags.submit_then_sense.test(run_conf=conf)
+    out, err = capfd.readouterr()
+
+    assert state(dag_run) == "success"
+    (request_id,) = segmind_conn.jobs
+    progress = demo.Progress(total=1)
+    changes = [change for line in (out + err).splitlines() if (change := progress.read(line))]
+    assert changes[0] == f"request {request_id}: submitted  [1 of 1 submitted, 1 waiting, 0 done]"
+    assert changes[-1] == (f"request {request_id}: done, copied to {target}  [1 of 1 submitted, 0 waiting, 1 done]")
