@@ -148,7 +148,7 @@ class SegmindSubmitOperator(BaseOperator):
         self.segmind_conn_id = segmind_conn_id
         self.deferrable = deferrable
         self.wait_for_completion = wait_for_completion
-        if not wait_for_completion and "{{" not in str(output_path or "") and output_path not in (None, ""):
+        if not wait_for_completion and not _empty(output_path) and "{{" not in str(output_path):
             raise _output_path_needs_waiting()  # a literal at parse time, a template once rendered
         self.poll_interval = float(poll_interval)
         self.timeout = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
