@@ -104,6 +104,10 @@ class RequestBudget:
         """The clock reading from which the next call may go: the rate's spacing, or a 429 pause."""
         return max(self._next_at, self._paused_until)
 
+    def paused_for(self) -> float:
+        """Seconds left of the pause a 429 imposed on every caller (0 when there is none)."""
+        return max(0.0, self._paused_until - self.clock())
+
     def stretched_interval(self, poll_interval: float, pollers: int) -> float:
         """The poll interval for one of ``pollers`` callers sharing this budget: never shorter than
         ``poll_interval``, and long enough that their polls together fit the rate instead of queueing.

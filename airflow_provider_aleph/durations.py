@@ -12,8 +12,20 @@ import statistics
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import pendulum
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+
+def in_words(seconds: float) -> str:
+    """A length of time for a log line, in words to the second: ``4 minutes 12 seconds``.
+
+    :param seconds: the length, in seconds.
+    """
+    whole = round(seconds)
+    return pendulum.duration(seconds=whole).in_words() if whole > 0 else "under a second"
+
 
 #: Spread of the log of job durations assumed before anything is learned (lognormal sigma).
 PRIOR_SIGMA = 0.4

@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from airflow_provider_aleph.durations import DurationModel, measured_duration
+from airflow_provider_aleph.durations import DurationModel, in_words, measured_duration
 from airflow_provider_aleph.states import Meaning
 
 if TYPE_CHECKING:
@@ -103,6 +103,20 @@ class PollJob:
     due: float = 0.0
     _turn: asyncio.Future[float] | None = field(default=None, repr=False)
     _entry: int = field(default=-1, repr=False)  # which queue entry is the live one
+
+
+@dataclass(frozen=True)
+class PollOutlook:
+    """When the scheduler means to poll a job next, and why, for the triggerer's status line.
+
+    :param due_in: seconds until the next poll (0: due now, waiting for a slot of the budget).
+    :param reason: why then, in words.
+    :param rate_limited: whether a 429 pause holds every call of the connection.
+    """
+
+    due_in: float
+    reason: str
+    rate_limited: bool = False
 
 
 class PollScheduler:
@@ -316,6 +330,36 @@ class PollScheduler:
         heapq.heapify(self._queue)
         if self._wake is not None:
             self._wake.set()
+
+    def outlook(self, job: PollJob) -> PollOutlook:
+        """When ``job`` will be polled next and why: a 429 pause, the shared budget, or the policy's plan."""
+        now, budget, waiting = self.clock(), self.budget, len(self.jobs)
+        due = job.due if job._turn is not None else self.due_at(job)
+        shared = f"the connection's budget of {budget.rate:g} calls a minute, shared by {waiting} waiting job(s)"
+        if (pause := budget.paused_for()) > 0:
+            why = f"Segmind answered 429: every call of the connection waits {in_words(pause)} more"
+            return PollOutlook(max(due - now, pause), why, rate_limited=True)
+        if due <= now:
+            return PollOutlook(max(0.0, budget.next_slot_at() - now), f"due now, queued for {shared}")
+        if self.policy is PollPolicy.FIXED:
+            return PollOutlook(due - now, f"every poll_interval ({in_words(job.poll_interval)}), fitted to {shared}")
+        estimate = self.models[job.model]
+        model = job.model or "an unnamed model"
+        if job.submitted is None or not estimate.known:
+            unknown = "its submit time" if job.submitted is None else f"the durations of {model}"
+            return PollOutlook(due - now, f"every poll_interval: nothing is known of {unknown} yet")
+        typical = f"{model} jobs take about {in_words(estimate.median)}"
+        if not estimate.observed:
+            if self._scouts.get(job.model) is job:
+                return PollOutlook(
+                    due - now,
+                    f"looking early, at growing gaps, until a job of {model} is seen to "
+                    f"finish (the operator's expected_duration says {in_words(estimate.median)})",
+                )
+            return PollOutlook(due - now, f"when it is likely done: {typical} (the operator's expected_duration)")
+        return PollOutlook(
+            due - now, f"when it is likely done: {typical} (learned from {estimate.observed} finished job(s))"
+        )
 
     # -- handing out turns ---------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ class SegmindResult(TypedDict):
     """The return value (XCom ``return_value``) of the operators and the sensor.
 
     :param request_id: the Segmind request id.
-    :param status: always ``COMPLETED``: anything else fails the task.
+    :param status: ``COMPLETED`` once the task waited (anything else fails it); the state at submit
+        (``QUEUED``) when it did not (``wait_for_completion=False``).
     :param output_url: the output's URL (public, kept about 7 days), or None for a model whose output
         is not a URL.
     :param output_path: where the output was copied, as a full URI; None when no copy was asked for.

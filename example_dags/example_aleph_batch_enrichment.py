@@ -10,7 +10,8 @@ the edited videos come out in ``/tmp/aleph-edited/``. For buckets, trigger it wi
 Inputs in a bucket are presigned when the filesystem can sign URLs (S3, GCS) and uploaded to
 Segmind's files API otherwise (``input_mode``). Each result is copied into the output prefix right
 after its job completes, well inside Segmind's one-hour retention, and recorded as an event of the
-``aleph_edited_videos`` asset, so downstream DAGs can be scheduled on newly edited videos.
+``aleph_edited_videos`` asset, so downstream DAGs can be scheduled on newly edited videos. In the UI,
+each mapped task is named after its input's file name (``map_index_template``), not its index.
 """
 
 from __future__ import annotations
@@ -98,4 +99,6 @@ with DAG(
         max_active_tis_per_dag=MAX_CONCURRENT_JOBS,
         outlets=[EDITED_VIDEOS],
         local_roots=LOCAL_ROOTS,
+        # Readable names for the mapped tasks in the UI: the input's file name instead of 0, 1, 2...
+        map_index_template="{{ task.video.rsplit('/', 1)[-1] }}",
     ).expand_kwargs(list_videos())

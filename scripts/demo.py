@@ -1,6 +1,9 @@
 """`make demo`: run the batch enrichment example once with `airflow dags test` over the three sample
 videos shipped in the repo, and print each request id and where each edited video landed.
 
+While the run goes on, it prints progress as it changes (jobs submitted, waiting, done), read from the
+run's log as it is written: the same lines a task log shows, so it works against the real API too.
+
 Uses the built-in Segmind emulator unless SEGMIND_API_KEY is set, in which case the real API is
 called (three billed jobs; the local samples are uploaded through Segmind's files API). Everything
 lives in .airflow-demo/ beside this repo; the edited videos land in .airflow-demo/edited/.
@@ -10,9 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow_provider_aleph.emulator.spawn import spawn
@@ -22,6 +28,87 @@ HOME = REPO / ".airflow-demo"
 DAG_ID = "example_aleph_batch_enrichment"
 SAMPLES = REPO / "example_dags" / "sample_videos"
 OUTPUT = HOME / "edited"
+
+
+# The provider's own log lines that mark a job's progress (see the operator, the trigger and events.py).
+SUBMITTED = re.compile(r"Submitted to Segmind model \S+: request_id=([\w-]+)")
+STATE = re.compile(r"Segmind request ([\w-]+) is ([A-Z_]+) ")
+COMPLETED = re.compile(r"Segmind request ([\w-]+) COMPLETED after")
+COPIED = re.compile(r"Copied the output of Segmind request ([\w-]+) to (\S+)")
+ENDED = re.compile(r"Segmind request ([\w-]+) ended with (\w+)")
+
+
+@dataclass
+class Progress:
+    """What the run's log has said so far about each job, and the line to print when that changes.
+
+    :param total: how many jobs the run makes.
+    """
+
+    total: int
+    states: dict[str, str] = field(default_factory=dict)
+
+    def read(self, line: str) -> str | None:
+        """Take one log line; return a progress line when it changes a job's state, else None."""
+        if found := SUBMITTED.search(line):
+            rid, state = found.group(1), "submitted"
+        elif found := COMPLETED.search(line):
+            rid, state = found.group(1), "done"
+        elif found := COPIED.search(line):
+            rid, state = found.group(1), f"done, copied to {found.group(2).removeprefix('file://')}"
+        elif found := ENDED.search(line):
+            rid, state = found.group(1), f"ended: {found.group(2)}"
+        elif (found := STATE.search(line)) and found.group(2) != "COMPLETED":  # the line after says done
+            rid, state = found.group(1), f"waiting ({found.group(2)})"
+        else:
+            return None
+        known = self.states.get(rid, "")
+        # A late state line says nothing new about a job already seen done.
+        if known == state or (known.startswith(("done", "ended")) and state.startswith("waiting")):
+            return None
+        self.states[rid] = state
+        return f"request {rid}: {state}  [{self.summary()}]"
+
+    def waiting(self) -> int:
+        """How many submitted jobs have not ended yet."""
+        return sum(not state.startswith(("done", "ended")) for state in self.states.values())
+
+    def summary(self) -> str:
+        """Counts of jobs: submitted (of the total), waiting, done."""
+        waiting = self.waiting()
+        return f"{len(self.states)} of {self.total} submitted, {waiting} waiting, {len(self.states) - waiting} done"
+
+
+def follow(
+    process: subprocess.Popen[bytes], log: Path, progress: Progress, period: float = 0.5, quiet: float = 10.0
+) -> int:
+    """Print ``progress`` from ``log`` as ``process`` writes it, until the process ends; its exit code.
+
+    After ``quiet`` seconds without a change while jobs wait, it says so, so the run never looks stuck.
+    """
+    started, offset, pending = time.monotonic(), 0, ""
+    said = started
+
+    def drain() -> None:
+        nonlocal offset, pending, said
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+        offset += len(chunk)
+        *lines, pending = (pending + chunk.decode(errors="replace")).split("\n")
+        for line in lines:
+            if (change := progress.read(line)) is not None:
+                said = time.monotonic()
+                print(f"  [{said - started:5.1f}s] {change}", flush=True)
+
+    while process.poll() is None:
+        drain()
+        if time.monotonic() - said >= quiet and progress.waiting():
+            said = time.monotonic()
+            print(f"  [{said - started:5.1f}s] still waiting: {progress.summary()}", flush=True)
+        time.sleep(period)
+    drain()
+    return process.returncode
 
 
 def airflow_env(conn: dict[str, object]) -> dict[str, str]:
@@ -88,7 +175,8 @@ def main() -> int:
         print(f"Running `airflow dags test {DAG_ID}` (log: {log.relative_to(REPO)}) ...")
         with log.open("w") as out:
             cmd = [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)]
-            code = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+            process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+            code = follow(process, log, Progress(total=len(list(SAMPLES.glob("*.mp4")))))
         results = read_results(env)
     finally:
         if emulator is not None:

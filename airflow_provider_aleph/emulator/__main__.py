@@ -21,6 +21,7 @@ from airflow_provider_aleph.emulator.config import (
     DEFAULT_COST_PER_JOB,
     DEFAULT_CREDITS,
     LOSE_SUBMIT_MODES,
+    REQUEST_ID_CHECKS,
     UPLOAD_ANSWER_KEYS,
 )
 from airflow_provider_aleph.emulator.server import DEFAULT_API_KEY, Emulator
@@ -171,6 +172,14 @@ def _add_realism_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer the next N status or result calls with HTTP 200 and an HTML page or JSON without "
         "status, alternately",
     )
+    answers.add_argument(
+        "--request-id-check",
+        choices=REQUEST_ID_CHECKS,
+        default="after_key",
+        help="when a status or result call's request id is looked at: after the key (Segmind, the default), "
+        "its form first (a non-UUID answers 404 to any key) or its lookup first (an unknown id answers 404 "
+        "to any key)",
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -227,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             interim_status=args.interim_status,
             interim_polls=args.interim_polls,
             garbled_answers=args.garbled_answers,
+            request_id_check=args.request_id_check,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -11,6 +11,9 @@ these and ``POST /upload-asset`` answer a 503 gateway page before anything else)
   answers 422 on both; an unknown or expired id 404. While ``garbled_answers`` is above 0, an answer
   about a job is HTTP 200 with an HTML page or JSON without ``status`` instead (alternately); with
   ``interim_status`` set, each job's first ``interim_polls`` status polls answer HTTP 200 with it.
+  ``request_id_check`` may look at the id before the key (404 to any key for a malformed or unknown id).
+- A route that does not exist answers 404 ``{"error": "Not Found"}``: a body that names no request, so a
+  client can tell it from an unknown request's 404.
 
 The rate limit counts every authorized API call: submit, status, result and ``POST /upload-asset``;
 a refused submit creates no job, a refused upload stores nothing.
@@ -27,6 +30,7 @@ import contextlib
 import hmac
 import ipaddress
 import json
+import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 
 ALEPH_MODEL = "runway-gen4-aleph"
 ASPECT_RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
+UNKNOWN_REQUEST = "Request not found or expired"
 INSUFFICIENT_CREDITS = "Insufficient credits: the account balance does not cover this request"
 #: A garbled answer's HTML: a page a proxy or a maintenance screen serves with HTTP 200.
 GARBLED_PAGE = (
@@ -247,18 +252,32 @@ class EmulatorApp:
 
     async def _find(self, request: Request, route: str) -> tuple[Job | None, float, Response | None]:
         """Gate the call and resolve the request id in the path, or return the answer to send instead."""
-        if (refusal := await self._gate(request, route)) is not None:
-            return None, 0.0, refusal
         request_id: str = request.path_params["request_id"]
         now = self.state.jobs.now()
+        if self._id_refused_before_key(request_id, now):
+            self.state.counters.request(route)
+            return None, now, error(404, UNKNOWN_REQUEST)
+        if (refusal := await self._gate(request, route)) is not None:
+            return None, 0.0, refusal
         job = self.state.jobs.lookup(request_id, now)
         if job is not None and job.inputs_pending and now >= job.finished_at:
             # The job's time is up: its outcome depends on the fetch, so wait for it.
             await self.state.fetcher.wait(request_id)
             job = self.state.jobs.lookup(request_id, now)
         if job is None:
-            return None, now, error(404, "Request not found or expired")
+            return None, now, error(404, UNKNOWN_REQUEST)
         return job, now, None
+
+    def _id_refused_before_key(self, request_id: str, now: float) -> bool:
+        """Whether ``request_id_check`` answers this id 404 before any key is looked at."""
+        check = self.state.config.request_id_check
+        if check == "form_first":
+            try:
+                uuid.UUID(request_id)
+            except ValueError:
+                return True
+            return False
+        return check == "lookup_first" and self.state.jobs.lookup(request_id, now) is None
 
     def _garbled(self, job: Job) -> Response | None:
         """Use up one ``garbled_answers`` and return its HTTP 200 answer, or None when none is left."""

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 LOSE_SUBMIT_MODES = ("504", "drop", "alternate")
+#: When a status or result call's request id is looked at, relative to its key: see ``request_id_check``.
+REQUEST_ID_CHECKS = ("after_key", "form_first", "lookup_first")
 UPLOAD_ANSWER_KEYS = ("file_urls", "urls")
 #: Settings that start something each time they are set, even to the value they had: see ``watch``.
 WATCHED_SETTINGS = ("outage_seconds",)
@@ -109,6 +111,11 @@ class EmulatorConfig:
         never sends: an HTML page or JSON without ``status``, alternately.
     :param outage_seconds: setting it to S starts an outage now that lasts S seconds, during which
         every API call answers a 503 gateway page; 0 ends it. Read back, the length last set.
+    :param request_id_check: when a status or result call's request id is looked at: ``after_key`` (the
+        key first, as Segmind does: a wrong key answers 401 whatever the id), ``form_first`` (an id that
+        is not a UUID answers 404 before the key is checked, as some gateways do) or ``lookup_first``
+        (an unknown id answers 404 before the key is checked: no answer about an unknown id tells a
+        good key from a bad one).
     :param api_keys: when not empty, the keys the API routes accept instead of the emulator's own
         key (rotate with ``[old, new]``, then ``[new]``); empty means the emulator's own key.
     :param cost_per_job: credits each accepted submit costs, copied into the job at submit; a
@@ -143,6 +150,7 @@ class EmulatorConfig:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     cost_per_job: float = DEFAULT_COST_PER_JOB
     credits: float = DEFAULT_CREDITS
+    request_id_check: str = "after_key"
 
     def __post_init__(self) -> None:
         """Validate every field and normalise the list fields to tuples."""
@@ -173,6 +181,7 @@ class EmulatorConfig:
         self.api_keys = _string_tuple("api_keys", self.api_keys, "API keys")
         _check_number("cost_per_job", self.cost_per_job)
         _check_number("credits", self.credits)
+        _check_choice("request_id_check", self.request_id_check, REQUEST_ID_CHECKS)
 
     def watch(self, listener: Callable[[str, Any], None]) -> None:
         """Call ``listener(name, value)`` each time a setting of :data:`WATCHED_SETTINGS` is set.

@@ -15,11 +15,20 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aleph.exceptions import SegmindConfigError
-from airflow_provider_aleph.protocol import DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, normalize_base_url
+from airflow_provider_aleph.exceptions import SegmindAuthError, SegmindConfigError, SegmindNotFound
+from airflow_provider_aleph.protocol import (
+    DEFAULT_BASE_URL,
+    DEFAULT_UPLOAD_URL,
+    error_from_response,
+    normalize_base_url,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+
+    import httpx
+
+    from airflow_provider_aleph.protocol import RequestSpec
 
 API_KEY_ENV = "SEGMIND_API_KEY"
 DEFAULT_TIMEOUT = 30.0
@@ -281,3 +290,49 @@ def read_connection_params(conn: Any, extra: Mapping[str, Any], conn_id: str) ->
         host = f"{host}:{conn.port}"
     settings = {name: read_extra(extra, name, conn_id) for name in EXTRAS}
     return ConnectionParams(base_url=normalize_base_url(host), api_key=api_key, **settings)
+
+
+# -- the connection test ----------------------------------------------------------------------------
+
+#: The key the connection test's second probe sends: no account has it, so a server that checks keys
+#: on the status route refuses it. Not a secret.
+CONTROL_KEY = "airflow-provider-aleph-connection-test-not-a-key"
+
+
+def judge_key_probe(
+    send: Callable[[str], httpx.Response], spec: RequestSpec, params: ConnectionParams
+) -> tuple[bool, str]:
+    """The connection test's verdict, from the status of a random, well-formed request id.
+
+    A 404 proves nothing by itself: a server may look at the id (its form, or whether it exists) before
+    the key, and then answers 404 to any key. So a 404 that names a request is followed by the same
+    call with :data:`CONTROL_KEY`: only when that one is refused did the server check keys there, and
+    ours passed. A 404 that names no request (a routing error page) means the host serves no Segmind
+    status route. Never reports success unless a wrong key was seen refused.
+
+    :param send: sends ``spec`` with the given key, without retries, and returns the answer.
+    :param spec: the status call of a random UUID.
+    :param params: the connection's settings (its key is sent first).
+    """
+    answer = send(params.api_key)
+    if answer.is_success:
+        return False, f"{params.base_url} answered a status for a random request id; is it a Segmind API?"
+    err = error_from_response(answer, spec)
+    if isinstance(err, SegmindAuthError):
+        return False, f"Segmind at {params.base_url} rejected the API key (HTTP {err.status_code})"
+    if not isinstance(err, SegmindNotFound):
+        return False, str(err)
+    if "request" not in (err.detail or "").lower():
+        shown = f"answered {err.detail!r}" if err.detail else "answered without a Segmind error body"
+        return False, (
+            f"{params.base_url} has no Segmind status route: {spec.describe()} {shown} (HTTP 404, naming "
+            "no request); check the connection's host"
+        )
+    control = send(CONTROL_KEY)
+    if control.status_code in (401, 403):
+        return True, f"Connection works: Segmind at {params.base_url} accepted the API key (and refused a wrong one)"
+    return False, (
+        f"The API key could not be verified: {params.base_url} answers an unknown request id the same way "
+        f"(HTTP {control.status_code}) whatever the key, so its answer says nothing about the key. A job "
+        "submitted with this connection will tell (and costs credits)"
+    )

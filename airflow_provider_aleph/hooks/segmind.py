@@ -16,7 +16,6 @@ from airflow_provider_aleph import __version__
 from airflow_provider_aleph.exceptions import (
     SegmindAuthError,
     SegmindError,
-    SegmindRequestExpired,
     SegmindSubmitOutcomeUnknown,
     SegmindTransportError,
 )
@@ -24,6 +23,7 @@ from airflow_provider_aleph.hooks.connection import (
     REREAD_SECONDS,
     ConnectionParams,
     form_widgets,
+    judge_key_probe,
     read_connection_params,
     ui_field_behaviour,
 )
@@ -398,22 +398,21 @@ class SegmindHook(BaseHook):
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def test_connection(self) -> tuple[bool, str]:
-        """Prove the API key without spending credits: ask for the status of a random request id.
+        """Check the API key without spending credits: the status of a random, well-formed request id,
+        read as :func:`~airflow_provider_aleph.hooks.connection.judge_key_probe` says (never "works"
+        unless a wrong key was seen refused)."""
 
-        404 means the key was accepted (the id is unknown); 401/403 means it was not.
-        """
-        probe = f"airflow-connection-test-{uuid.uuid4()}"
+        def send(key: str) -> httpx.Response:
+            try:
+                return client.send(client.build_request(spec.method, spec.url, headers={"x-api-key": key}))
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc, spec) from None
+
         try:
-            self.get_status(probe)
-        except SegmindRequestExpired:
-            return (
-                True,
-                f"Connection works: Segmind at {self.get_conn_params().base_url} accepted the API key",
-            )
-        except SegmindAuthError as err:
-            return False, f"Segmind rejected the API key (HTTP {err.status_code})"
+            params, client = self.get_conn_params(), self.get_conn()
+            spec = status_spec(params.base_url, str(uuid.uuid4()))
+            return judge_key_probe(send, spec, params)
         except SegmindError as err:
             return False, str(err)
         finally:
             self.close()
-        return False, "Segmind answered a status for a random request id; is the host a Segmind API?"

@@ -93,6 +93,7 @@ class RunwayAlephOperator(SegmindSubmitOperator):
         "aspect_ratio",
         "reference_image",
         "seed",
+        "segmind_conn_id",
         "input_mode",
         "output_path",
         "if_output_exists",

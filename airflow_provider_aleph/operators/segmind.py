@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_aleph.access import allowed_hosts_param, host_of, local_roots_param
@@ -49,6 +50,31 @@ PROVENANCE_XCOM_KEY = "segmind_provenance"
 MODEL_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _output_path_needs_waiting() -> InvalidParameter:
+    return InvalidParameter(
+        "output_path",
+        "cannot be combined with wait_for_completion=False: the task returns before the job has an output. "
+        "Give output_path to the SegmindRequestSensor that waits for the request instead",
+    )
+
+
+def _accepted(request_id: str, status: str) -> SegmindResult:
+    """The result of a task that did not wait (``wait_for_completion=False``): the job is still running."""
+    return {
+        "request_id": request_id,
+        "status": status,
+        "output_url": None,
+        "output_path": None,
+        "metrics": {},
+        "output": None,
+        "cost": None,
+    }
+
+
 class SegmindSubmitOperator(BaseOperator):
     """Submit one job to a Segmind v2 model, wait for it (deferred by default), return its result.
 
@@ -65,8 +91,12 @@ class SegmindSubmitOperator(BaseOperator):
     :param model: the model slug, e.g. ``runway-gen4-aleph`` (templated).
     :param payload: the model's parameters as a dict (templated). Top-level values that are object
         storage URIs or ``ObjectStoragePath`` objects are presigned or uploaded (see ``input_mode``).
-    :param segmind_conn_id: the Airflow connection of type ``segmind``.
-    :param deferrable: wait in the triggerer (True) or in the worker (False).
+    :param segmind_conn_id: the Airflow connection of type ``segmind`` (templated).
+    :param deferrable: wait in the triggerer (True, the default whatever Airflow's
+        ``[operators] default_deferrable`` says) or in the worker (False).
+    :param wait_for_completion: wait for the job (default); False returns as soon as Segmind accepts it,
+        with ``status`` ``QUEUED``, so that a :class:`~airflow_provider_aleph.sensors.segmind.SegmindRequestSensor`
+        downstream waits for it (and copies its output: ``output_path`` is refused here then).
     :param poll_interval: the shortest time between two status polls of the job, in seconds.
     :param max_poll_interval: the longest time between two status polls while the connection's request
         budget allows, in seconds (default 60).
@@ -96,7 +126,14 @@ class SegmindSubmitOperator(BaseOperator):
     ``if_output_exists="reuse"`` gets none: nothing new was made.
     """
 
-    template_fields: Sequence[str] = ("model", "payload", "input_mode", "output_path", "if_output_exists")
+    template_fields: Sequence[str] = (
+        "model",
+        "payload",
+        "segmind_conn_id",
+        "input_mode",
+        "output_path",
+        "if_output_exists",
+    )
     template_fields_renderers = {"payload": "json"}
     operator_extra_links = (SegmindOutputLink(),)
     ui_color = "#d7e9f7"
@@ -115,6 +152,7 @@ class SegmindSubmitOperator(BaseOperator):
         payload: dict[str, Any] | None = None,
         segmind_conn_id: str = SegmindHook.default_conn_name,
         deferrable: bool = True,
+        wait_for_completion: bool = True,
         poll_interval: float = 10.0,
         max_poll_interval: float | None = None,
         expected_duration: float | None = None,
@@ -131,6 +169,9 @@ class SegmindSubmitOperator(BaseOperator):
         self.payload = payload if payload is not None else {}
         self.segmind_conn_id = segmind_conn_id
         self.deferrable = deferrable
+        self.wait_for_completion = wait_for_completion
+        if not wait_for_completion and not _empty(output_path) and "{{" not in str(output_path):
+            raise _output_path_needs_waiting()  # a literal at parse time, a template once rendered
         self.poll_interval = float(poll_interval)
         self.timeout = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
         self.input_mode = input_mode
@@ -224,6 +265,8 @@ class SegmindSubmitOperator(BaseOperator):
         reset_output_url(context["ti"])
         try:
             payload = self.build_payload()
+            if not self.wait_for_completion and not _empty(self.output_path):
+                raise _output_path_needs_waiting()
             check_output_path(self.output_path, local_roots=self.local_roots)
             if_exists = require_if_output_exists(self.if_output_exists)
         except InvalidParameter as err:
@@ -252,6 +295,8 @@ class SegmindSubmitOperator(BaseOperator):
             remember(store, StoredRequest.from_submit(submitted, digest, now.isoformat(), made_of))
         context["ti"].xcom_push(key="request_id", value=submitted.request_id)
         self.log.info("Submitted to Segmind model %s: request_id=%s, status QUEUED", self.model, submitted.request_id)
+        if not self.wait_for_completion:
+            return _accepted(submitted.request_id, "QUEUED")
         return self._wait(context, submitted, now, Provenance(self.model, made_of, now.isoformat()))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> SegmindResult:
@@ -287,6 +332,8 @@ class SegmindSubmitOperator(BaseOperator):
             # It ended at some point before this try: how long it took is not known here.
             event = conclude(recovery.state)
             return self._finish(context, event.to_payload() if event else None, provenance)
+        if not self.wait_for_completion:
+            return _accepted(stored.request_id, recovery.state.reported if recovery.state else "QUEUED")
         submitted_at = datetime.fromisoformat(stored.submitted_at) if stored.submitted_at else None
         return self._wait(context, stored, submitted_at, provenance)
 
@@ -309,7 +356,7 @@ class SegmindSubmitOperator(BaseOperator):
         trigger = SegmindRequestTrigger(
             request_id=request.request_id,
             segmind_conn_id=self.segmind_conn_id,
-            deadline=datetime.now(UTC) + self.timeout,
+            deadline=pendulum.now("UTC") + self.timeout,
             poll_interval=self.poll_interval,
             status_url=request.status_url,
             response_url=request.response_url,

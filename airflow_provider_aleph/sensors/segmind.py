@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_aleph.access import local_roots_param
@@ -34,7 +35,7 @@ class SegmindRequestSensor(BaseSensorOperator):
     mode.
 
     :param request_id: the Segmind request id (templated).
-    :param segmind_conn_id: the Airflow connection of type ``segmind``.
+    :param segmind_conn_id: the Airflow connection of type ``segmind`` (templated).
     :param deferrable: wait in the triggerer (True) or poke from the worker (False).
     :param poll_interval: seconds between status polls (also the poke interval).
     :param require_output_url: fail when the COMPLETED result has no output URL.
@@ -46,7 +47,7 @@ class SegmindRequestSensor(BaseSensorOperator):
     ``output_url``, ``cost``).
     """
 
-    template_fields: Sequence[str] = ("request_id", "output_path")
+    template_fields: Sequence[str] = ("request_id", "segmind_conn_id", "output_path")
     operator_extra_links = (SegmindOutputLink(),)
     ui_color = "#d7e9f7"
 
@@ -88,7 +89,7 @@ class SegmindRequestSensor(BaseSensorOperator):
             raise task_failure(err, retry_safe=True) from None
         reset_output_url(context["ti"])
         if self.deferrable:
-            now = datetime.now(UTC)
+            now = pendulum.now("UTC")
             self.defer(
                 trigger=SegmindRequestTrigger(
                     request_id=self.request_id,

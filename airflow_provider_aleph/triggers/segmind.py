@@ -3,7 +3,9 @@
 The triggers of one connection on one event loop share its settings, one HTTP client, one request
 budget and one poll scheduler (see :mod:`airflow_provider_aleph.shared`): each trigger asks the
 scheduler for its turn before every poll (:mod:`airflow_provider_aleph.polling` decides which
-request's poll is worth the budget's next call), and a 429 pauses them all together.
+request's poll is worth the budget's next call), and a 429 pauses them all together. Every
+:data:`STATUS_LOG_PERIOD` a waiting trigger logs a status line: the request's state, the time since
+submit, when it will be polled next and why.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import pendulum
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_aleph.durations import in_words
 from airflow_provider_aleph.events import RequestEvent, conclude, error_event, timeout_event
 from airflow_provider_aleph.exceptions import SegmindError
 from airflow_provider_aleph.shared import acquire_shared
@@ -23,10 +27,13 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from airflow_provider_aleph.hooks.segmind import SegmindHook
-    from airflow_provider_aleph.polling import PollJob, PollScheduler
+    from airflow_provider_aleph.polling import PollJob, PollOutlook, PollScheduler
     from airflow_provider_aleph.protocol import RequestState
     from airflow_provider_aleph.shared import SharedConnection
     from airflow_provider_aleph.types import TaskLog
+
+#: Seconds between two status lines of a waiting request in the triggerer log: a few minutes, not every poll.
+STATUS_LOG_PERIOD = 5 * 60.0
 
 
 def to_utc(value: datetime | str) -> datetime:
@@ -105,6 +112,8 @@ class SegmindRequestTrigger(BaseTrigger):
         self.expected_duration = float(expected_duration) if expected_duration else None
         self.max_poll_interval = float(max_poll_interval) if max_poll_interval else None
         self._finished = False
+        self._last: str | None = None  # the status the latest poll read
+        self._polling_since: float | None = None  # loop time a poll began, while one is under way
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(request_id={self.request_id!r}, segmind_conn_id={self.segmind_conn_id!r})"
@@ -128,12 +137,39 @@ class SegmindRequestTrigger(BaseTrigger):
         )
 
     def _seconds_left(self) -> float:
-        return (self.deadline - datetime.now(UTC)).total_seconds()
+        return (self.deadline - pendulum.now("UTC")).total_seconds()
 
     def _elapsed(self) -> str:
         if self.submitted_at is None:
             return "?"
-        return f"{(datetime.now(UTC) - self.submitted_at).total_seconds():.1f}s"
+        return in_words(pendulum.now("UTC").timestamp() - self.submitted_at.timestamp())
+
+    def status_line(self, outlook: PollOutlook, hook: SegmindHook, now: float) -> str:
+        """What the scheduler is doing for this request, for the triggerer log.
+
+        :param outlook: the scheduler's answer for the request's next poll.
+        :param hook: the shared hook (its connection's timeout and outage tolerance).
+        :param now: the event loop's clock.
+        """
+        params = hook.get_conn_params()
+        polling = 0.0 if self._polling_since is None else now - self._polling_since
+        if polling > params.timeout and not outlook.rate_limited:
+            # Longer than one call may take: the hook is retrying a failing API within the outage tolerance.
+            when = "as soon as Segmind answers"
+            why = (
+                f"riding out an outage, this poll has been retried for {in_words(polling)} (the connection's "
+                f"outage tolerance is {in_words(params.outage_tolerance)})"
+            )
+        else:
+            when, why = f"in {in_words(outlook.due_in)}", outlook.reason
+        state = self._last or "not polled yet"
+        return f"Segmind request {self.request_id} is {state}, {self._elapsed()} since submit; next look {when}: {why}"
+
+    async def _report(self, scheduler: PollScheduler, job: PollJob, hook: SegmindHook) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(STATUS_LOG_PERIOD)
+            self.log.info("%s", self.status_line(scheduler.outlook(job), hook, loop.time()))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Yield exactly one event: success, failed, error or timeout, each with the request id.
@@ -152,7 +188,6 @@ class SegmindRequestTrigger(BaseTrigger):
         hook: SegmindHook | None = None
         scheduler: PollScheduler | None = None
         job: PollJob | None = None
-        last: str | None = None
         warned = False  # about an undocumented status: once per request
         while (left := self._seconds_left()) > 0:
             try:
@@ -171,20 +206,28 @@ class SegmindRequestTrigger(BaseTrigger):
                             submitted_at=self.submitted_at,
                         )
                         releases.callback(scheduler.forget, job)
+                        reporter = asyncio.get_running_loop().create_task(self._report(scheduler, job, hook))
+                        releases.callback(reporter.cancel)
                     ticket = await scheduler.turn(job)
-                    state = await hook.aget_state(self.request_id, self.status_url, self.response_url, ticket=ticket)
+                    self._polling_since = asyncio.get_running_loop().time()
+                    try:
+                        state = await hook.aget_state(
+                            self.request_id, self.status_url, self.response_url, ticket=ticket
+                        )
+                    finally:
+                        self._polling_since = None
             except TimeoutError:
                 break
             except SegmindError as err:
                 return error_event(self.request_id, err)
             scheduler.seen(job, state)
-            if state.reported != last and (state.status.rule.documented or not warned):
+            if state.reported != self._last and (state.status.rule.documented or not warned):
                 note_state(self.log, state, self._elapsed())
                 warned = warned or not state.status.rule.documented
-            last = state.reported
+            self._last = state.reported
             if event := conclude(state, self._elapsed()):
                 return event
-        return timeout_event(self.request_id, self.deadline.isoformat(), last)
+        return timeout_event(self.request_id, self.deadline.isoformat(), self._last)
 
     def _left_running(self, why: str) -> None:
         self.log.info(

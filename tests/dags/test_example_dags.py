@@ -60,3 +60,18 @@ def test_the_winterize_example_admits_only_web_and_bucket_uris_as_its_video() ->
             params.get_param("video").resolve(bad)
     for good in ("https://cdn.example.com/a.mp4", "s3://bucket/a.mp4", "gs://bucket/a.mp4"):
         assert params.get_param("video").resolve(good) == good
+
+
+def test_submit_then_wait_example_copies_the_output_through_the_sensor(segmind_conn, tmp_path):
+    segmind_conn.config.latency = 0.0  # done by the first poll, so the default 10 s interval never waits
+    example = _load("example_aleph_submit_then_wait")
+
+    dag_run = example.dag.test(run_conf={"video": segmind_conn.sample_url(), "output_path": f"{tmp_path.as_uri()}/"})
+
+    assert state(dag_run) == "success"
+    (job,) = segmind_conn.jobs.values()
+    assert xcom(dag_run, "return_value", task_id="submit")["status"] == "QUEUED"
+    result = xcom(dag_run, "return_value", task_id="wait")
+    assert result["request_id"] == job.request_id
+    assert result["output_path"] == f"{tmp_path.as_uri()}/{job.request_id}.mp4"
+    assert (tmp_path / f"{job.request_id}.mp4").stat().st_size > 0

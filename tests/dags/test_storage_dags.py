@@ -71,6 +71,8 @@ def test_batch_example_edits_every_local_video_into_the_output_folder(segmind_co
     edited = sorted(f"{p.stem}-edited.mp4" for p in inputs)
     # Each output has its record beside it (what made it, for a later run to reuse), and nothing else is left.
     assert sorted(p.name for p in out.iterdir()) == sorted([*edited, *(f"{name}.segmind.json" for name in edited)])
+    # map_index_template: the UI names each mapped task after its input's file name.
+    assert [ti.rendered_map_index for ti in task_instances(dag_run)] == [p.name for p in inputs]
     events = _asset_events("example_aleph_batch_enrichment")
     assert sorted(e["output_path"] for e in events) == sorted(r["output_path"] for r in results)
     # Each event says what its job cost, as the emulator reported it.
@@ -125,6 +127,7 @@ def test_batch_example_from_bucket_to_bucket_on_a_real_s3_server(mode, segmind_c
 
     assert state(dag_run) == "success"
     assert segmind_conn.submissions == 3
+    assert [ti.rendered_map_index for ti in task_instances(dag_run)] == sorted(inputs)
     sent = sorted(job.payload["video"] for job in segmind_conn.jobs.values())
     if mode == "presign":
         # The emulator fetched each object itself, from the S3 server, through a presigned URL.

@@ -319,24 +319,52 @@ def test_read_errors_carry_conn_id_and_request_id(mode: str) -> None:
 # -- test_connection ---------------------------------------------------------------------------
 
 
+PROBE = rf"^{BASE}/v2/requests/[0-9a-f]{{8}}-[0-9a-f]{{4}}-4[0-9a-f]{{3}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}/status$"
+
+
+def _by_key(own: httpx.Response, other: httpx.Response):
+    return lambda request: own if request.headers["x-api-key"] == KEY else other
+
+
 @respx.mock
-def test_test_connection_is_true_when_a_random_id_is_unknown() -> None:
-    route = respx.get(url__regex=rf"^{BASE}/v2/requests/[^/]+/status$").mock(
-        return_value=httpx.Response(404, json={"error": "Request not found"})
+def test_test_connection_works_when_our_key_reaches_an_unknown_id_and_a_wrong_one_is_refused() -> None:
+    # Changed (issue 14): a 404 alone no longer proves the key; a wrong key must be seen refused.
+    route = respx.get(url__regex=PROBE).mock(
+        side_effect=_by_key(httpx.Response(404, json={"error": "Request not found"}), httpx.Response(401))
     )
     ok, message = SegmindHook(CONN_ID, retry_policy=FAST).test_connection()
     assert ok is True
     assert BASE in message
+    assert route.call_count == 2
+    assert {call.request.method for call in route.calls} == {"GET"}
+
+
+@respx.mock
+def test_test_connection_cannot_verify_a_key_when_any_key_gets_the_same_404() -> None:
+    respx.get(url__regex=PROBE).mock(return_value=httpx.Response(404, json={"error": "Request not found"}))
+    ok, message = SegmindHook(CONN_ID, retry_policy=FAST).test_connection()
+    assert ok is False
+    assert "could not be verified" in message
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [httpx.Response(404, json={"error": "Not Found"}), httpx.Response(404, html="<h1>404</h1>")],
+    ids=["json", "html"],
+)
+@respx.mock
+def test_test_connection_names_a_404_without_a_request_as_a_missing_route(answer: httpx.Response) -> None:
+    route = respx.get(url__regex=PROBE).mock(return_value=answer)
+    ok, message = SegmindHook(CONN_ID, retry_policy=FAST).test_connection()
+    assert ok is False
+    assert "no Segmind status route" in message
     assert route.call_count == 1
-    assert route.calls.last.request.method == "GET"
 
 
 @pytest.mark.parametrize("code", [401, 403])
 @respx.mock
 def test_test_connection_is_false_when_the_key_is_refused(code: int) -> None:
-    respx.get(url__regex=rf"^{BASE}/v2/requests/[^/]+/status$").mock(
-        return_value=httpx.Response(code, json={"error": "Unauthorized"})
-    )
+    respx.get(url__regex=PROBE).mock(return_value=httpx.Response(code, json={"error": "Unauthorized"}))
     ok, message = SegmindHook(CONN_ID, retry_policy=FAST).test_connection()
     assert ok is False
     assert str(code) in message
@@ -344,7 +372,7 @@ def test_test_connection_is_false_when_the_key_is_refused(code: int) -> None:
 
 @respx.mock
 def test_test_connection_is_false_when_a_random_id_has_a_status() -> None:
-    respx.get(url__regex=rf"^{BASE}/v2/requests/[^/]+/status$").mock(return_value=httpx.Response(200, json=QUEUED))
+    respx.get(url__regex=PROBE).mock(return_value=httpx.Response(200, json=QUEUED))
     ok, _ = SegmindHook(CONN_ID, retry_policy=FAST).test_connection()
     assert ok is False
 

@@ -13,6 +13,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 from airflow_provider_aleph.operators.segmind import SegmindSubmitOperator
+from airflow_provider_aleph.sensors.segmind import SegmindRequestSensor
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 KEY = "fake-OPERATOR-unit-0b9e8d7c6a5f"
@@ -230,6 +231,7 @@ def test_templated_fields_of_the_aleph_operator():
         "aspect_ratio",
         "reference_image",
         "seed",
+        "segmind_conn_id",
         "input_mode",
         "output_path",
         "if_output_exists",
@@ -237,7 +239,9 @@ def test_templated_fields_of_the_aleph_operator():
     assert set(SegmindSubmitOperator.template_fields) == {
         "model",
         "payload",
+        "segmind_conn_id",
         "input_mode",
         "output_path",
         "if_output_exists",
     }
+    assert set(SegmindRequestSensor.template_fields) == {"request_id", "segmind_conn_id", "output_path"}
