@@ -50,3 +50,20 @@ def set_segmind_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, key: str, ho
     """
     conn = {"conn_type": "segmind", "password": key, "host": host, "extra": extra}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+class RecordingTI:
+    """Stands in for the task instance: records XCom pushes, and gives them back to its own task."""
+
+    task_id = "edit"
+    map_index = -1
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+    def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
+        assert (task_ids, map_indexes) == (self.task_id, self.map_index)
+        return self.xcom.get(key)

@@ -19,6 +19,7 @@ from airflow_provider_aleph.events import RequestEvent
 from airflow_provider_aleph.metrics import job_ended, job_submitted, summary
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+from tests.fakes import RecordingTI
 
 RID = "req-metrics-7"
 CONN_ID = "segmind_metrics_unit"
@@ -121,7 +122,7 @@ def test_a_failed_job_that_reports_a_cost_logs_it_before_the_task_fails(
     }
     task = RunwayAlephOperator(task_id="edit", prompt="p", video="https://cdn.example.com/in.mp4")
     with caplog.at_level(logging.INFO), pytest.raises(AirflowFailException, match="Content blocked"):
-        task.execute_complete({"ti": None}, event)
+        task.execute_complete({"ti": RecordingTI()}, event)
     (line,) = _lines(caplog, capsys, f"Segmind request {RID} FAILED after")
     assert "FAILED after 33.0 s (queued 2.0 s, inference 30.0 s); cost 0.3, remaining credits 9.7" in line
 

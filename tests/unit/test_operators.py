@@ -15,6 +15,7 @@ from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 from airflow_provider_aleph.operators.segmind import SegmindSubmitOperator
 from airflow_provider_aleph.sensors.segmind import SegmindRequestSensor
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
+from tests.fakes import RecordingTI
 
 KEY = "fake-OPERATOR-unit-0b9e8d7c6a5f"
 BASE = "https://api.segmind.test"
@@ -26,23 +27,6 @@ SUBMITTED = {
     "status_url": f"{BASE}/v2/requests/{RID}/status",
     "response_url": f"{BASE}/v2/requests/{RID}",
 }
-
-
-class RecordingTI:
-    """Stands in for the task instance: records XCom pushes, and gives them back to its own task."""
-
-    task_id = "edit"
-    map_index = -1
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-    def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
-        assert (task_ids, map_indexes) == (self.task_id, self.map_index)
-        return self.xcom.get(key)
 
 
 @pytest.fixture
