@@ -118,13 +118,32 @@ class SegmindSubmitOutcomeUnknown(SegmindError):
     Never retried: the API has no idempotency key, so a second POST could pay twice.
     """
 
+    #: What the user checks and does, the same whichever way the answer was lost.
+    GUIDANCE = (
+        "Segmind may have created and billed a job. It was not resubmitted, to avoid paying twice. Check the "
+        "Segmind dashboard's request history; clear the task to submit again if no job exists"
+    )
+
     @classmethod
     def after(cls, what: str, cause: str, conn_id: str) -> SegmindSubmitOutcomeUnknown:
         """The error for the submit ``what`` whose answer was lost (``cause``) after it was sent."""
         return cls(
-            f"The outcome of {what} is unknown ({cause} after the request was sent): Segmind may "
-            "have created and billed a job. It was not resubmitted, to avoid paying twice. Check the "
-            "Segmind dashboard's request history; clear the task to submit again if no job exists",
+            f"The outcome of {what} is unknown ({cause} after the request was sent): {cls.GUIDANCE}", conn_id=conn_id
+        )
+
+    @classmethod
+    def interrupted(cls, attempted_at: str, conn_id: str, *, other_parameters: bool) -> SegmindSubmitOutcomeUnknown:
+        """The error for a new try that finds an earlier try's submit begun (at ``attempted_at``) but never
+        answered: that try ended (a worker lost, a process killed) before it could record a request id.
+
+        :param attempted_at: ISO-8601 time the earlier try began the submit.
+        :param conn_id: the Airflow connection id.
+        :param other_parameters: whether the earlier submit carried other parameters than this try's.
+        """
+        changed = " with other parameters than this try's" if other_parameters else ""
+        return cls(
+            f"The outcome of the submit an earlier try of this task began at {attempted_at}{changed} is unknown "
+            f"(that try ended before Segmind's answer was recorded): {cls.GUIDANCE}",
             conn_id=conn_id,
         )
 
@@ -187,3 +206,18 @@ class InvalidParameter(ValueError):
         self.parameter = parameter
         self.retryable = retryable
         super().__init__(f"Invalid parameter {parameter!r}: {message}")
+
+
+def nothing_created(err: BaseException) -> bool:
+    """Whether a failed submit surely created no job: the API refused it (4xx, a 429 retried out), the
+    connection never opened, or the connection could not be used. Anything else may have made one.
+
+    :param err: what the submit raised.
+    """
+    if isinstance(err, SegmindTransportError):
+        return not err.sent
+    if isinstance(err, SegmindSubmitOutcomeUnknown | SegmindProtocolError):
+        return False  # sent, and answered 5xx, not at all, or 2xx with a body we cannot read
+    if isinstance(err, SegmindConfigError):
+        return True  # raised before anything is sent
+    return isinstance(err, SegmindError) and err.status_code is not None and 400 <= err.status_code < 500

@@ -5,6 +5,14 @@ while the first job can still deliver. On Airflow 3.3+ the request is recorded i
 ``task_state_store`` (kept across tries of one task instance) the moment the submit answers; the next try
 asks the API about it and waits on it again, reuses its result, or submits anew only when it FAILED or
 expired. Older Airflow has no such store: there, failures after a submit never let Airflow retry.
+
+The submit itself leaves a window: the POST has left, the answer (and its request id) not yet stored. To
+close it, an intent (:class:`SubmitIntent`) is stored under the same key right before the POST; the
+accepted submit's request record replaces it, and a refused one (nothing created) removes it. A later try
+that still finds an intent cannot know whether a job exists, so it fails for good with the "outcome
+unknown" guidance instead of paying a second time. Clearing the task in Airflow keeps its
+``task_state_store``; a clear after that failure was shown raises the task instance's ``max_tries``,
+which is how a deliberate re-run is told from a retry and let through.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_aleph.exceptions import SegmindNotFound
+from airflow_provider_aleph.exceptions import SegmindNotFound, SegmindSubmitOutcomeUnknown
 from airflow_provider_aleph.states import Meaning
 
 if TYPE_CHECKING:
@@ -110,8 +118,75 @@ def state_store(context: Mapping[str, Any], log: TaskLog) -> StateStore | None:
 
 
 def remember(store: StateStore, record: StoredRequest) -> None:
-    """Record the request for later tries of this task instance."""
+    """Record the request for later tries of this task instance (replacing the intent, if any)."""
     store.set(STATE_KEY, record.to_json())
+
+
+@dataclass(frozen=True)
+class SubmitIntent:
+    """A submit begun but not yet answered (plain JSON, no secret).
+
+    :param fingerprint: :func:`fingerprint` of the model and parameters being submitted.
+    :param attempted_at: ISO-8601 time the submit began.
+    :param reported_at_max_tries: the task instance's ``max_tries`` when a later try failed on this intent
+        (None until then); a try with a higher ``max_tries`` comes after a clear, and may submit.
+    """
+
+    fingerprint: str
+    attempted_at: str
+    reported_at_max_tries: int | None = None
+
+    @classmethod
+    def from_json(cls, value: Any) -> SubmitIntent | None:
+        """Read a stored intent back; a request record or anything unreadable counts as none."""
+        if not isinstance(value, dict) or value.get("kind") != "intent":
+            return None
+        digest, attempted_at, reported = (
+            value.get(k) for k in ("fingerprint", "attempted_at", "reported_at_max_tries")
+        )
+        if not isinstance(digest, str) or not isinstance(attempted_at, str):
+            return None
+        return cls(digest, attempted_at, reported if isinstance(reported, int) else None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The intent as stored (``kind`` tells it from a request record)."""
+        return {"kind": "intent", **asdict(self)}
+
+
+def declare_intent(store: StateStore, digest: str, attempted_at: str) -> None:
+    """Store the intent to submit, right before the POST: a later try that finds it will not submit again.
+
+    :param store: the task's ``task_state_store``.
+    :param digest: :func:`fingerprint` of what is submitted.
+    :param attempted_at: ISO-8601 time of the submit.
+    """
+    store.set(STATE_KEY, SubmitIntent(digest, attempted_at).to_json())
+
+
+def withdraw_intent(store: StateStore) -> None:
+    """Remove the intent of a submit that surely created nothing, so that an Airflow retry may submit."""
+    if SubmitIntent.from_json(store.get(STATE_KEY)) is not None:
+        store.delete(STATE_KEY)
+
+
+def _check_intent(
+    store: StateStore, intent: SubmitIntent, digest: str, max_tries: int | None, conn_id: str, log: TaskLog
+) -> None:
+    """Let a try past an earlier try's unanswered submit only after a clear; otherwise fail for good."""
+    reported = intent.reported_at_max_tries
+    if reported is not None and max_tries is not None and max_tries > reported:
+        log.warning(
+            "The submit begun at %s by an earlier try has an unknown outcome, and the task was cleared since "
+            "that was reported: submitting anew",
+            intent.attempted_at,
+        )
+        return
+    if reported is None and max_tries is not None:
+        # Noted before failing: a clear after this raises max_tries past it, and lets the next try submit.
+        store.set(STATE_KEY, SubmitIntent(intent.fingerprint, intent.attempted_at, max_tries).to_json())
+    raise SegmindSubmitOutcomeUnknown.interrupted(
+        intent.attempted_at, conn_id, other_parameters=intent.fingerprint != digest
+    )
 
 
 class Resume(Enum):
@@ -138,13 +213,28 @@ class Recovery:
     state: RequestState | None = None
 
 
-def recover(store: StateStore, hook: SegmindHook, digest: str, log: TaskLog) -> Recovery | None:
+def recover(
+    store: StateStore, hook: SegmindHook, digest: str, log: TaskLog, *, max_tries: int | None = None
+) -> Recovery | None:
     """Ask the API about the request an earlier try stored; None when there is none to pick up.
 
     Errors other than 404 (auth, an API failing past the outage tolerance) propagate: the caller
-    fails the task rather than risk a second job.
+    fails the task rather than risk a second job. An earlier try's submit that was begun but never
+    answered raises :class:`~airflow_provider_aleph.exceptions.SegmindSubmitOutcomeUnknown` (never
+    retryable), whatever the parameters, unless the task was cleared since that was reported.
+
+    :param store: the task's ``task_state_store``.
+    :param hook: the hook to ask the API with.
+    :param digest: :func:`fingerprint` of what this try would submit.
+    :param log: the task's log.
+    :param max_tries: the task instance's ``max_tries`` (Airflow raises it when the task is cleared).
     """
-    stored = StoredRequest.from_json(store.get(STATE_KEY))
+    value = store.get(STATE_KEY)
+    intent = SubmitIntent.from_json(value)
+    if intent is not None:
+        _check_intent(store, intent, digest, max_tries, hook.segmind_conn_id, log)
+        return None
+    stored = StoredRequest.from_json(value)
     if stored is None:
         return None
     if stored.fingerprint != digest:

@@ -55,6 +55,9 @@ class StateStore(Protocol):
     def set(self, key: str, value: Any) -> None:
         """Store a JSON-able ``value`` under ``key``."""
 
+    def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens when it is absent."""
+
 
 class WaitingTask(Protocol):
     """What the worker-side end of a wait needs of the operator or sensor that waited."""

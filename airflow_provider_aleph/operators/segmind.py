@@ -11,11 +11,11 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.providers.common.compat.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
 
 from airflow_provider_aleph.access import allowed_hosts_param, host_of, local_roots_param
 from airflow_provider_aleph.events import conclude, finish, task_failure, wait_in_worker
-from airflow_provider_aleph.exceptions import InvalidParameter, SegmindError
+from airflow_provider_aleph.exceptions import InvalidParameter, SegmindError, nothing_created
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.inputs import (
     FileInput,
@@ -30,7 +30,16 @@ from airflow_provider_aleph.inputs import (
 from airflow_provider_aleph.lineage import openlineage_facets
 from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink, reset_output_url
 from airflow_provider_aleph.metrics import job_submitted
-from airflow_provider_aleph.reattach import Resume, StoredRequest, fingerprint, recover, remember, state_store
+from airflow_provider_aleph.reattach import (
+    Resume,
+    StoredRequest,
+    declare_intent,
+    fingerprint,
+    recover,
+    remember,
+    state_store,
+    withdraw_intent,
+)
 from airflow_provider_aleph.storage.outbound import check_output_path, probe_output_path
 from airflow_provider_aleph.storage.record import Provenance, existing_output, fingerprint_of, require_if_output_exists
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
@@ -274,7 +283,7 @@ class SegmindSubmitOperator(BaseOperator):
         digest = fingerprint(self.model, payload)
         store = state_store(context, self.log)
         if store is not None:
-            recovery = self._recover(store, digest)
+            recovery = self._recover(store, digest, getattr(context["ti"], "max_tries", None))
             if recovery is not None and recovery.action is not Resume.RESUBMIT:
                 return self._resume(context, recovery)
         try:
@@ -288,7 +297,9 @@ class SegmindSubmitOperator(BaseOperator):
             raise task_failure(err, retry_safe=True, note="nothing was submitted") from None
         if reused is not None:
             return self._reuse(context, reused)
-        submitted = self._submit(payload)
+        if store is not None:
+            self._declare_intent(store, digest)
+        submitted = self._submit(payload, store)
         now = datetime.now(UTC)
         job_submitted(self.model)
         if store is not None:
@@ -306,19 +317,38 @@ class SegmindSubmitOperator(BaseOperator):
         made = ti.xcom_pull(task_ids=ti.task_id, key=PROVENANCE_XCOM_KEY, map_indexes=ti.map_index)
         return self._finish(context, event, Provenance.from_json(made))
 
-    def _submit(self, payload: dict[str, Any]) -> SubmitResponse:
+    def _declare_intent(self, store: StateStore, digest: str) -> None:
+        try:
+            declare_intent(store, digest, datetime.now(UTC).isoformat())
+        except Exception as err:
+            # Without the intent a try lost mid-submit would let its retry pay again: do not submit.
+            raise AirflowException(
+                f"Could not record the submit intent in the task state store ({type(err).__name__}: {err}); "
+                "nothing was submitted"
+            ) from None
+
+    def _submit(self, payload: dict[str, Any], store: StateStore | None = None) -> SubmitResponse:
         try:
             return self.hook.submit(self.model, payload)
         except SegmindError as err:
+            if store is not None and nothing_created(err):
+                self._withdraw_intent(store)
             # A retryable error here created nothing (the hook retries a POST only then, and raises the
             # never-retryable "outcome unknown" otherwise): an Airflow retry cannot pay twice.
             raise task_failure(err, retry_safe=True) from None
         finally:
             self.hook.close()
 
-    def _recover(self, store: StateStore, digest: str) -> Recovery | None:
+    def _withdraw_intent(self, store: StateStore) -> None:
         try:
-            return recover(store, self.hook, digest, self.log)
+            withdraw_intent(store)
+        except Exception as err:
+            # The intent stays: a retry then fails with "outcome unknown" rather than risk paying twice.
+            self.log.warning("Could not remove the submit intent (%s: %s)", type(err).__name__, err)
+
+    def _recover(self, store: StateStore, digest: str, max_tries: int | None) -> Recovery | None:
+        try:
+            return recover(store, self.hook, digest, self.log, max_tries=max_tries)
         except SegmindError as err:
             raise task_failure(err, retry_safe=True) from None
         finally:

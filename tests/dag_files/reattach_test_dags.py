@@ -1,9 +1,11 @@
-"""DAGs for reattach on retry: a deadline shorter than the job, and an output copy that fails."""
+"""DAGs for reattach on retry: a deadline shorter than the job, an output copy that fails, and a try lost
+while its submit is in flight."""
 
 from __future__ import annotations
 
 import tempfile
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import DAG
 
@@ -49,3 +51,21 @@ with DAG(
         local_roots=ROOTS,
         poll_interval=0.1,
     )
+
+
+class WorkerLost(RuntimeError):
+    """Stands for a worker that died: raised where a SIGKILL would stop the try."""
+
+
+class LostAfterPost(RunwayAlephOperator):
+    """The submit reaches Segmind, and the try ends before the request id is recorded (the submit window)."""
+
+    def _submit(self, payload: dict[str, Any], store: Any = None) -> Any:
+        super()._submit(payload, store)
+        raise WorkerLost("the worker was lost after the POST left, before its answer was recorded")
+
+
+with DAG(
+    "aleph_submit_window", schedule=None, start_date=START, params={"video": ""}, default_args=RETRY_ONCE
+) as submit_window:
+    LostAfterPost(task_id="edit", prompt="make it winter", video="{{ params.video }}", poll_interval=0.1)

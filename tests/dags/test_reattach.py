@@ -11,7 +11,7 @@ import pytest
 from airflow.version import version as airflow_version
 from packaging.version import Version
 
-from tests.dags.helpers import state, task_instances, xcom
+from tests.dags.helpers import failure_message, says, state, task_instances, xcom
 
 pytestmark = pytest.mark.dag
 
@@ -71,3 +71,21 @@ def test_failed_copy_is_retried_from_the_completed_request(segmind_conn, video, 
         assert state(dag_run) == "failed"
         assert ti.try_number == 1
         assert not target.exists()
+
+
+@pytest.mark.skipif(not REATTACH, reason="the submit intent lives in task_state_store (Airflow 3.3+)")
+def test_a_try_lost_inside_the_submit_window_is_not_submitted_again(segmind_conn, video, capfd):
+    import reattach_test_dags
+
+    dag_run = reattach_test_dags.submit_window.test(run_conf={"video": video})
+
+    assert segmind_conn.submissions == 1, "the retry must not pay for a second job"
+    (ti,) = task_instances(dag_run)
+    assert state(dag_run) == "failed"
+    assert ti.try_number == 2, "the lost try is retried once, and that retry fails for good"
+    assert xcom(dag_run, "request_id") is None, "the lost try never recorded its request id"
+    failure = failure_message(capfd)
+    assert says(failure, "The outcome of the submit an earlier try of this task began at")
+    assert says(failure, "Check the Segmind dashboard's request history")
+    assert says(failure, "clear the task to submit again if no job exists")
+    assert says(failure, "conn_id=segmind_default")

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class DictStore:
-    """The two calls of Airflow's task_state_store the provider uses, kept in a dict."""
+    """The calls of Airflow's task_state_store the provider uses, kept in a dict."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
@@ -34,6 +34,9 @@ class DictStore:
 
     def set(self, key: str, value: Any) -> None:
         self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
 
 
 @pytest.fixture
