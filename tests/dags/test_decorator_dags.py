@@ -124,3 +124,25 @@ def test_returned_values_go_through_the_operators_own_checks(segmind_conn, capfd
     assert state(dag_run) == "failed"
     assert segmind_conn.submissions == 0
     assert says(failure_message(capfd), "Invalid parameter 'aspect_ratio': must be one of 16:9")
+
+
+def test_the_taskflow_example_edits_every_video_of_its_config(segmind_conn):
+    import importlib.util
+    from pathlib import Path
+
+    segmind_conn.config.latency = 0.0  # done by the first poll, so the default 10 s interval never waits
+    path = Path(__file__).resolve().parents[2] / "example_dags" / "example_aleph_taskflow.py"
+    spec = importlib.util.spec_from_file_location("example_aleph_taskflow", path)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    videos = [f"{segmind_conn.sample_url()}?clip={n}" for n in range(2)]
+
+    dag_run = example.dag.test(run_conf={"videos": videos, "season": "autumn"})
+
+    assert state(dag_run) == "success"
+    payloads = sorted((job.payload for job in segmind_conn.jobs.values()), key=lambda p: p["video"])
+    assert payloads == [{"prompt": "make it autumn", "video": v, "aspect_ratio": "16:9"} for v in videos]
+    results = [xcom(dag_run, "return_value", map_index=n) for n in range(2)]
+    assert {r["request_id"] for r in results} == set(segmind_conn.jobs)
