@@ -61,6 +61,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_aleph.triggers.segmind"],
             }
         ],
+        "task-decorators": [
+            {
+                "name": "runway_aleph",
+                "class-name": "airflow_provider_aleph.decorators.aleph.runway_aleph_task",
+            }
+        ],
         "extra-links": ["airflow_provider_aleph.links.SegmindOutputLink"],
         "integrations": [
             {

@@ -29,6 +29,7 @@ LOADED_BY_AIRFLOW = (
     f"{PACKAGE}.sensors.segmind",
     f"{PACKAGE}.triggers.segmind",
     f"{PACKAGE}.links",
+    f"{PACKAGE}.decorators.aleph",
 )
 #: Imports the modules named in argv[1] (JSON) in turn; prints, for each, the emulator modules loaded so far.
 _PROBE = """

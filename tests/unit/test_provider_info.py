@@ -71,3 +71,21 @@ def test_hook_classmethod_serves_the_same_form_to_airflow_3_0_and_3_1():
     }
     assert SegmindHook.conn_type == "segmind"
     assert SegmindHook.default_conn_name == "segmind_default"
+
+
+def test_the_runway_aleph_task_decorator_is_registered_and_resolves_on_task():
+    from airflow.sdk import task
+
+    from airflow_provider_aleph.decorators.aleph import runway_aleph_task
+
+    (declared,) = get_provider_info()["task-decorators"]
+    assert declared == {
+        "name": "runway_aleph",
+        "class-name": "airflow_provider_aleph.decorators.aleph.runway_aleph_task",
+    }
+    try:  # Airflow 3.3's task SDK reads provider decorators through its own runtime manager
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as Manager
+    except ImportError:
+        from airflow.providers_manager import ProvidersManager as Manager  # type: ignore[assignment]
+    assert Manager().taskflow_decorators["runway_aleph"] is runway_aleph_task
+    assert task.runway_aleph is runway_aleph_task
