@@ -25,6 +25,7 @@ from airflow_provider_aleph.access import require_public_host, require_under_roo
 from airflow_provider_aleph.exceptions import InvalidParameter
 from airflow_provider_aleph.protocol import USER_AGENT
 from airflow_provider_aleph.storage.inbound import (
+    DEFAULT_PRESIGN_SECONDS,
     INPUT_MODES,
     Inspected,
     check_input,
@@ -175,17 +176,25 @@ def inspect_files(
     return InspectedFiles(dict(payload), storage, identities)
 
 
-def deliver_files(inspected: InspectedFiles, *, mode: str, hook: SegmindHook, log: TaskLog) -> dict[str, Any]:
+def deliver_files(
+    inspected: InspectedFiles,
+    *,
+    mode: str,
+    hook: SegmindHook,
+    log: TaskLog,
+    expiration: int = DEFAULT_PRESIGN_SECONDS,
+) -> dict[str, Any]:
     """The payload with every checked object storage input presigned or uploaded (see ``input_mode``).
 
     :param inspected: what :func:`inspect_files` returned.
     :param mode: ``auto``, ``presign`` or ``upload`` (already checked).
     :param hook: the Segmind hook that uploads.
     :param log: the task's logger.
+    :param expiration: seconds a presigned URL stays valid.
     """
     resolved = dict(inspected.payload)
     for name, checked in inspected.storage.items():
-        resolved[name] = deliver(checked, mode=mode, hook=hook, log=log)
+        resolved[name] = deliver(checked, mode=mode, hook=hook, log=log, expiration=expiration)
     return resolved
 
 

@@ -40,6 +40,7 @@ from airflow_provider_aleph.reattach import (
     state_store,
     withdraw_intent,
 )
+from airflow_provider_aleph.storage.inbound import DEFAULT_PRESIGN_SECONDS, MAX_PRESIGN_SECONDS
 from airflow_provider_aleph.storage.outbound import check_output_path, probe_output_path
 from airflow_provider_aleph.storage.record import Provenance, existing_output, fingerprint_of, require_if_output_exists
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
@@ -127,6 +128,9 @@ class SegmindSubmitOperator(BaseOperator):
     :param local_roots: folders that local inputs (``file://``, local ``ObjectStoragePath``) and a local
         ``output_path`` may resolve under, symlinks and ``..`` resolved (not templated: a run's params
         cannot widen it). Default none: local files are refused.
+    :param presign_expiration: how long a presigned input URL stays valid (seconds or timedelta; default
+        6 hours, at most 7 days; not templated). Segmind fetches the input when the job starts, after
+        any time in its queue: a URL that expires first fails the job.
     :param allowed_hosts: private or loopback hosts (``host`` or ``host:port``) that http(s) inputs may
         name (not templated). The connection's own API and files API hosts are always allowed.
 
@@ -171,6 +175,7 @@ class SegmindSubmitOperator(BaseOperator):
         local_roots: Sequence[str | os.PathLike[str]] | None = None,
         allowed_hosts: Sequence[str] | None = None,
         if_output_exists: str = "reuse",
+        presign_expiration: float | timedelta = timedelta(seconds=DEFAULT_PRESIGN_SECONDS),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -205,6 +210,7 @@ class SegmindSubmitOperator(BaseOperator):
         if "{{" not in str(input_mode):
             require_input_mode(input_mode)  # a literal is checked at parse time, a template once rendered
         self.if_output_exists = if_output_exists
+        self.presign_expiration = presign_seconds(presign_expiration)
         if "{{" not in str(if_output_exists):
             require_if_output_exists(if_output_exists)
 
@@ -264,7 +270,13 @@ class SegmindSubmitOperator(BaseOperator):
 
     def deliver_inputs(self, inspected: InspectedFiles) -> dict[str, Any]:
         """Presign or upload the checked object storage inputs, as ``input_mode`` says."""
-        return deliver_files(inspected, mode=require_input_mode(self.input_mode), hook=self.hook, log=self.log)
+        return deliver_files(
+            inspected,
+            mode=require_input_mode(self.input_mode),
+            hook=self.hook,
+            log=self.log,
+            expiration=self.presign_expiration,
+        )
 
     # -- running --------------------------------------------------------------------------------
 
@@ -431,3 +443,15 @@ class SegmindSubmitOperator(BaseOperator):
         )
         outputs = [self.delivered_path] if self.delivered_path else []
         return openlineage_facets(inputs, outputs)
+
+
+def presign_seconds(value: float | timedelta) -> int:
+    """``presign_expiration`` in whole seconds, checked: positive and at most 7 days (S3's and GCS's limit)."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 1 <= seconds <= MAX_PRESIGN_SECONDS:
+        raise InvalidParameter(
+            "presign_expiration",
+            f"must be a number of seconds or a timedelta from 1 second to 7 days ({MAX_PRESIGN_SECONDS} s); "
+            f"got {value!r}",
+        )
+    return int(seconds)

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 INPUT_MODES = ("auto", "presign", "upload")
 #: How long a presigned input URL stays valid: a job may wait in Segmind's queue before it is fetched.
 DEFAULT_PRESIGN_SECONDS = 6 * 3600
+#: The longest a presigned URL may live: S3's signature version 4 allows 7 days, and so do GCS's V4 URLs.
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 FALLBACK_CONTENT_TYPE = "application/octet-stream"
 # What stores report when nobody set a type; the file name says more.
 _GENERIC_TYPES = frozenset({FALLBACK_CONTENT_TYPE, "binary/octet-stream"})

@@ -4,6 +4,8 @@ through ObjectStoragePath and an Airflow connection of type aws; Segmind is the 
 from __future__ import annotations
 
 import logging
+import time
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,7 +15,7 @@ from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.inputs import InvalidParameter
-from airflow_provider_aleph.operators.aleph import MAX_VIDEO_BYTES
+from airflow_provider_aleph.operators.aleph import MAX_VIDEO_BYTES, RunwayAlephOperator
 from airflow_provider_aleph.storage import INPUT_MODES, OutputCopyError, copy_output, resolve_input
 from tests.integration.storage_helpers import completed_output, configure, uploads
 
@@ -182,3 +184,24 @@ def test_copying_into_a_missing_bucket_fails_at_once_naming_the_path(
     assert not caught.value.retryable
     assert target in str(caught.value)
     assert segmind_conn.stats()["requests"].get("output", 0) == 1
+
+
+@pytest.mark.parametrize("given", [600, timedelta(minutes=10)])
+def test_presign_expiration_sets_how_long_the_presigned_url_lives(
+    s3_server: S3Server, s3_bucket: str, segmind_conn: Emulator, given: float | timedelta
+) -> None:
+    s3_server.put(s3_bucket, "in/short.mp4", VIDEO, "video/mp4")
+    path = ObjectStoragePath(f"s3://{s3_bucket}/in/short.mp4", conn_id=s3_server.conn_id)
+    task = RunwayAlephOperator(
+        task_id="edit", prompt="make it winter", video=path, input_mode="presign", presign_expiration=given
+    )
+    signed_at = time.time()
+    url = task.deliver_inputs(task.inspect_inputs(task.build_payload()))["video"]
+    query = parse_qs(urlsplit(url).query)
+    if "X-Amz-Expires" in query:  # SigV4 says the lifetime itself
+        assert query["X-Amz-Expires"] == ["600"]
+    else:  # SigV2 says when it ends
+        (ends,) = query["Expires"]
+        assert signed_at + 600 - 5 <= int(ends) <= time.time() + 600 + 5
+    assert httpx.get(url).content == VIDEO
+    assert uploads(segmind_conn) == 0

@@ -11,6 +11,7 @@ import pytest
 import respx
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
 
+from airflow_provider_aleph.exceptions import InvalidParameter
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 from airflow_provider_aleph.operators.segmind import SegmindSubmitOperator
 from airflow_provider_aleph.sensors.segmind import SegmindRequestSensor
@@ -206,6 +207,18 @@ def test_generic_operator_reads_a_rendered_json_payload():
 def test_operator_refuses_non_positive_intervals_at_definition(kwargs):
     with pytest.raises(ValueError, match=r"poll_interval|timeout"):
         aleph(**kwargs)
+
+
+@pytest.mark.parametrize("given", [0, -5, 8 * 24 * 3600, timedelta(days=8), "600", True, float("nan")])
+def test_presign_expiration_outside_one_second_to_seven_days_is_refused_at_definition(given):
+    with pytest.raises(InvalidParameter, match=r"'presign_expiration'.*1 second to 7 days"):
+        aleph(presign_expiration=given)
+
+
+@pytest.mark.parametrize(("given", "seconds"), [(None, 6 * 3600), (600, 600), (timedelta(days=7), 7 * 24 * 3600)])
+def test_presign_expiration_in_seconds(given, seconds):
+    kwargs = {} if given is None else {"presign_expiration": given}
+    assert aleph(**kwargs).presign_expiration == seconds
 
 
 def test_templated_fields_of_the_aleph_operator():
