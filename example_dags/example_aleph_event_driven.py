@@ -34,6 +34,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import DAG, Asset, AssetWatcher, Param, Variable, task
 
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
@@ -176,7 +177,7 @@ with DAG(
                     continue
                 output_prefix = params["output_prefix"] or f"s3://{conn}@{bucket}/{DEFAULT_OUTPUT_FOLDER}"
                 if watches(output_prefix, bucket, watched):
-                    raise ValueError(
+                    raise AirflowFailException(
                         f"output_prefix {output_prefix} is under the watched prefix {watched!r} of bucket {bucket}: "
                         "each result would start another edit; choose a prefix outside it"
                     )

@@ -12,7 +12,7 @@ from urllib.parse import quote_plus
 import pytest
 
 from tests.dags.asset_events import consuming
-from tests.dags.helpers import register_assets, state, task_instances, xcom
+from tests.dags.helpers import failure_message, register_assets, says, state, task_instances, xcom
 
 pytestmark = pytest.mark.dag
 
@@ -197,7 +197,7 @@ def test_a_redelivered_message_pays_nothing(segmind_conn, s3_server, s3_bucket, 
 
 
 def test_an_output_prefix_under_the_watched_prefix_is_refused_before_anything_is_spent(
-    segmind_conn, s3_server, s3_bucket, ingest_dag, capfd, caplog
+    segmind_conn, s3_server, s3_bucket, ingest_dag, capfd
 ):
     s3_server.put(s3_bucket, "incoming/a.mp4", SAMPLES[0].read_bytes(), content_type="video/mp4")
     loop = s3_server.uri(s3_bucket, "incoming/edited/")
@@ -209,8 +209,7 @@ def test_an_output_prefix_under_the_watched_prefix_is_refused_before_anything_is
     assert state(dag_run) == "failed"
     assert segmind_conn.submissions == 0
     assert s3_server.keys(s3_bucket) == ["incoming/a.mp4"]
-    logged = _logged(capfd, caplog)
-    assert "is under the watched prefix 'incoming/'" in logged
+    assert says(failure_message(capfd), f"output_prefix {loop} is under the watched prefix 'incoming/'")
 
 
 # -- the watcher -----------------------------------------------------------------------------------
