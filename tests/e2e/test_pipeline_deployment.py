@@ -119,8 +119,12 @@ def test_uploaded_videos_are_edited_once_each_and_catalogued_across_a_triggerer_
     # A triggerer killed while a message waits in the queue, not yet received: the next one receives it.
     assert deployment.kill("triggerer") == -signal.SIGKILL
     s3_server.put(bucket, "incoming/third.mp4", SAMPLES[2].read_bytes(), content_type="video/mp4")
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
-    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1", "the notification waits in the queue"
+
+    def waiting() -> bool:
+        answer = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+        return answer["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+    _until(waiting, 30, "the notification to wait in the queue", deployment)
     deployment.start_component("triggerer")
 
     _until(lambda: len(edited()) == 3, 300, "the third edited video", deployment)
