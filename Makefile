@@ -90,6 +90,7 @@ FLOOR_EXEMPT := pytest pytest-asyncio pytest-timeout respx segmind apache-airflo
 lock: $(VENV)/.installed
 	$(BIN)/uv pip compile -q --universal --python-version 3.11 pyproject.toml --extra emulator \
 		--group pyproject.toml:test --group pyproject.toml:lint --group pyproject.toml:bench \
+		--group pyproject.toml:deployment \
 		requirements/airflow-3.3.in -o requirements/lock-airflow-3.3.txt
 	$(BIN)/uv pip compile -q --python-version 3.11 pyproject.toml --extra emulator --group pyproject.toml:test \
 		requirements/airflow-3.0.in -o requirements/lock-airflow-3.0.txt --exclude-newer $(FLOOR_DATE) \
