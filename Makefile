@@ -7,7 +7,7 @@ VENV30 := .venv-airflow-3.0
 BIN := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo bench test lint browser venv lock clean
+.PHONY: demo bench test lint browser services venv lock clean
 
 # Build a virtual environment with uv from the pinned lock file.
 # $(1): venv dir, $(2): lock file.
@@ -80,6 +80,17 @@ browser:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium \
 		&& /usr/bin/chromium --version; fi
+
+# The servers of the Celery deployment leg (tests/e2e/test_celery_deployment.py): Debian's postgresql
+# and redis-server. The test starts its own throwaway instances on loopback ports; the packages' own
+# services are not used. Needs root or sudo.
+services:
+	@if [ -x /usr/bin/redis-server ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		/usr/bin/redis-server --version; ls -d /usr/lib/postgresql/*/bin; else \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql redis-server \
+		&& /usr/bin/redis-server --version; fi
 
 # Re-resolve the pins (needs a venv; run after changing dependencies). Airflow 3.0 is resolved
 # as of its release (newer FastAPI/pydantic break its task runner); test tools are exempt.
