@@ -277,7 +277,7 @@ def test_batch_waits_deferred_with_no_worker_slot_held(
 
 
 #: The account's limit for the rate-limit test: API calls per key per window of this many seconds.
-RATE_LIMIT, RATE_WINDOW = 10, 10.0
+RATE_LIMIT, RATE_WINDOW = 8, 10.0
 
 
 def test_one_account_two_triggerers_no_task_fails_on_429(
