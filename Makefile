@@ -7,7 +7,7 @@ VENV30 := .venv-airflow-3.0
 BIN := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo bench test lint browser venv lock clean
+.PHONY: demo bench test lint browser services venv lock clean
 
 # Build a virtual environment with uv from the pinned lock file.
 # $(1): venv dir, $(2): lock file.
@@ -81,6 +81,17 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium \
 		&& /usr/bin/chromium --version; fi
 
+# The servers of the Celery deployment leg (tests/e2e/test_celery_deployment.py): Debian's postgresql
+# and redis-server. The test starts its own throwaway instances on loopback ports; the packages' own
+# services are not used. Needs root or sudo.
+services:
+	@if [ -x /usr/bin/redis-server ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		/usr/bin/redis-server --version; ls -d /usr/lib/postgresql/*/bin; else \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql redis-server \
+		&& /usr/bin/redis-server --version; fi
+
 # Re-resolve the pins (needs a venv; run after changing dependencies). Airflow 3.0 is resolved
 # as of its release (newer FastAPI/pydantic break its task runner); test tools are exempt.
 # The test, lint and bench tools are dependency groups (pyproject.toml), never published metadata.
@@ -90,6 +101,7 @@ FLOOR_EXEMPT := pytest pytest-asyncio pytest-timeout respx segmind apache-airflo
 lock: $(VENV)/.installed
 	$(BIN)/uv pip compile -q --universal --python-version 3.11 pyproject.toml --extra emulator \
 		--group pyproject.toml:test --group pyproject.toml:lint --group pyproject.toml:bench \
+		--group pyproject.toml:deployment \
 		requirements/airflow-3.3.in -o requirements/lock-airflow-3.3.txt
 	$(BIN)/uv pip compile -q --python-version 3.11 pyproject.toml --extra emulator --group pyproject.toml:test \
 		requirements/airflow-3.0.in -o requirements/lock-airflow-3.0.txt --exclude-newer $(FLOOR_DATE) \

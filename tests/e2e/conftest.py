@@ -130,26 +130,26 @@ def deployment(e2e_emulator: EmulatorProcess, e2e_proxy: RefusingProxy, tmp_path
         airflow.start()
     except BaseException:
         airflow.stop()
-        _keep(airflow, e2e_emulator)
+        keep_logs(airflow, e2e_emulator)
         raise
-    failed_before = _failures()
+    failed_before = failures()
     try:
         yield airflow
     finally:
         airflow.stop()
-        if _failures() > failed_before:
-            _keep(airflow, e2e_emulator)
+        if failures() > failed_before:
+            keep_logs(airflow, e2e_emulator)
 
 
-def _failures() -> int:
+def failures() -> int:
     return int(os.environ.get("_ALEPH_E2E_FAILURES", "0"))
 
 
-def _keep(airflow: AirflowDeployment, emulator: EmulatorProcess) -> None:
-    """Copy the component logs, task logs and the emulator's log beside the screenshots."""
+def keep_logs(airflow: AirflowDeployment, emulator: EmulatorProcess, folder: str = "airflow-home-logs") -> None:
+    """Copy the component logs, task logs and the emulator's log beside the screenshots, into ``folder``."""
     import shutil
 
-    target = ARTIFACTS / "airflow-home-logs"
+    target = ARTIFACTS / folder
     shutil.rmtree(target, ignore_errors=True)
     (target / "component-logs").mkdir(parents=True, exist_ok=True)
     for folder in ("component-logs", "logs"):
@@ -164,5 +164,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     """Count failed e2e tests, so the deployment keeps its logs when any failed."""
     report = yield
     if report.failed:
-        os.environ["_ALEPH_E2E_FAILURES"] = str(_failures() + 1)
+        os.environ["_ALEPH_E2E_FAILURES"] = str(failures() + 1)
     return report

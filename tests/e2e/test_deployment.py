@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from airflow import __version__ as airflow_version
 from packaging.version import Version
 
-from tests.e2e.conftest import ADMIN_PASSWORD, API_KEY, JOB_LATENCY, PARALLELISM, REPO
+from tests.e2e import batch
+from tests.e2e.batch import BATCH_DAG, TRIGGER, batch_conf, edit_tis, logged, video_inputs, wait_until
+from tests.e2e.conftest import ADMIN_PASSWORD, API_KEY, JOB_LATENCY, PARALLELISM
 from tests.support.intervals import TaskKey
 
 if TYPE_CHECKING:
@@ -30,85 +31,17 @@ if TYPE_CHECKING:
     from tests.support.deployment import AirflowDeployment
     from tests.support.proxy import RefusingProxy
 
-BATCH_DAG = "example_aleph_batch_enrichment"
-SAMPLES = REPO / "example_dags" / "sample_videos"
 INPUTS = 6
-TRIGGER = "airflow_provider_aleph.triggers.segmind.SegmindRequestTrigger"
 
 
 def six_inputs(tmp_path: Path) -> tuple[Path, Path]:
     """An input folder holding six videos (the three samples, twice) and an empty output folder."""
-    inputs, outputs = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
-    outputs.mkdir()
-    samples = sorted(SAMPLES.glob("*.mp4"))
-    for index in range(INPUTS):
-        sample = samples[index % len(samples)]
-        shutil.copyfile(sample, inputs / f"{index}-{sample.name}")
-    return inputs, outputs
-
-
-def batch_conf(inputs: Path, outputs: Path) -> dict[str, Any]:
-    """The batch example's whole run configuration for local folders."""
-    return {
-        "input_prefix": inputs.as_uri() + "/",
-        "output_prefix": outputs.as_uri() + "/",
-        "storage_conn_id": "",
-        "prompt": "make it winter",
-        "input_mode": "auto",
-    }
-
-
-def edit_tis(airflow: AirflowDeployment, run_id: str) -> list[dict[str, Any]]:
-    """The mapped ``edit`` task instances of a batch run."""
-    return [ti for ti in airflow.task_instances(BATCH_DAG, run_id) if ti["task_id"] == "edit"]
-
-
-def slot_usage(airflow: AirflowDeployment) -> dict[str, int]:
-    """What the default pool reports: task instances running, queued and deferred in it."""
-    pool = airflow.api("GET", "/pools/default_pool")
-    return {key: int(pool[key]) for key in ("running_slots", "queued_slots", "deferred_slots", "open_slots")}
-
-
-def wait_until(predicate: Any, timeout: float, what: str, airflow: AirflowDeployment) -> Any:
-    """Poll ``predicate`` every half second until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{airflow.tails()}")
+    return video_inputs(tmp_path, INPUTS)
 
 
 def jobs_in_flight(airflow: AirflowDeployment, emulator: EmulatorProcess) -> dict[str, int]:
-    """Wait until all six jobs are submitted and deferred; return the default pool's counts then.
-
-    All six are normally deferred at once within seconds (each submit takes a worker a few
-    seconds, the jobs take ``JOB_LATENCY``). On a machine slow enough that the first job finishes
-    before the last is submitted, the reading with the most deferred tasks is returned instead.
-    """
-    best: dict[str, int] = {"deferred_slots": -1}
-    deadline = time.monotonic() + 3 * JOB_LATENCY
-    while time.monotonic() < deadline:
-        submitted = emulator.stats()["submissions"]
-        usage = slot_usage(airflow)
-        if usage["deferred_slots"] > best["deferred_slots"]:
-            best = usage
-        if submitted == INPUTS and usage["deferred_slots"] == INPUTS:
-            return usage
-        if submitted == INPUTS and 0 < usage["deferred_slots"] < best["deferred_slots"]:
-            return best  # past the peak: some jobs have already come back
-        time.sleep(0.5)
-    raise AssertionError(f"six jobs were not in flight within {3 * JOB_LATENCY:.0f}s: {best}{airflow.tails()}")
-
-
-def logged(airflow: AirflowDeployment, phrase: str) -> list[str]:
-    """Every line containing ``phrase`` in the deployment's component and task logs."""
-    lines: list[str] = []
-    for path in airflow.home.rglob("*.log"):
-        lines += [line for line in path.read_text(errors="replace").splitlines() if phrase in line]
-    return lines
+    """Wait until all six jobs are submitted and deferred; return the default pool's counts then."""
+    return batch.jobs_in_flight(airflow, emulator, INPUTS, JOB_LATENCY)
 
 
 def parse_time(value: str) -> datetime:

@@ -17,6 +17,13 @@ carry a token from ``POST /auth/token``, and a browser can log in)::
 The components' logs are kept in ``<home>/component-logs/``; on a failure inside the ``with`` block
 the home folder is kept and its path is in the exception notes.
 
+The processes are data: by default the four above, or any list of :class:`Component` (two
+triggerers, ``airflow celery worker`` processes with their own log-server ports, ...), with the
+executor and database chosen through ``env`` (``AIRFLOW__CORE__EXECUTOR``,
+``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``). The deployment supervises them as systemd or Kubernetes
+would: a component that exits without :meth:`AirflowDeployment.kill` having stopped it is started
+again after :data:`RESTART_DELAY` seconds, and :attr:`AirflowDeployment.restarts` records it.
+
 Running intervals (the time a task instance spends running on a worker) come from Airflow's own
 records; :mod:`tests.support.intervals` says how.
 """
@@ -33,7 +40,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +57,40 @@ if TYPE_CHECKING:
 
     from tests.support.intervals import Interval
 
-#: The processes of a deployment, in start order, with the health key each reports under.
-COMPONENTS = {"api-server": None, "scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+#: Seconds the supervisor waits before starting a component that exited (systemd's ``RestartSec``).
+RESTART_DELAY = 2.0
+
+
+@dataclass(frozen=True)
+class Component:
+    """One process of a deployment.
+
+    :param name: its name here: the key of :attr:`AirflowDeployment.processes` and of its log file.
+    :param args: the ``airflow`` command's arguments, e.g. ``("celery", "worker")``.
+    :param health: the key ``/monitor/health`` reports it under, if any.
+    :param env: environment variables for this process only (e.g. its own log-server port).
+    """
+
+    name: str
+    args: tuple[str, ...]
+    health: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+#: The processes of the default deployment, in start order, with the health key each reports under.
+COMPONENTS = {"api-server": None, "scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
+
+
+def default_components(names: Iterable[str] = COMPONENTS) -> list[Component]:
+    """The default processes among ``names``, in start order (the api-server's port is added at start).
+
+    :param names: some of :data:`COMPONENTS`.
+    """
+    unknown = set(names) - set(COMPONENTS)
+    if unknown:
+        raise ValueError(f"components must be among {', '.join(COMPONENTS)}; got {sorted(unknown)}")
+    return [Component(name, (name,), health) for name, health in COMPONENTS.items() if name in set(names)]
 
 
 def free_port() -> int:
@@ -68,7 +109,8 @@ class AirflowDeployment:
     :param python: the interpreter whose Airflow runs (``python -m airflow``).
     :param parallelism: how many task instances the LocalExecutor runs at once.
     :param env: more environment variables for every component (connections, DAG settings).
-    :param components: which processes to start; all four by default.
+    :param components: which processes to start: names among :data:`COMPONENTS` (all four by default)
+        or :class:`Component` descriptions, in start order.
     :param admin_password: when set, the UI and API ask for a login: user ``admin``, this password.
     """
 
@@ -80,7 +122,7 @@ class AirflowDeployment:
         python: str = sys.executable,
         parallelism: int = 4,
         env: Mapping[str, str] | None = None,
-        components: Iterable[str] = COMPONENTS,
+        components: Iterable[str | Component] = COMPONENTS,
         admin_password: str | None = None,
     ) -> None:
         self.dags_folder = Path(dags_folder)
@@ -89,12 +131,18 @@ class AirflowDeployment:
         self.python = python
         self.parallelism = parallelism
         self.extra_env = dict(env or {})
-        unknown = set(components) - set(COMPONENTS)
-        if unknown:
-            raise ValueError(f"components must be among {', '.join(COMPONENTS)}; got {sorted(unknown)}")
-        self.components = [name for name in COMPONENTS if name in set(components)]
+        given = list(components)
+        names = [item for item in given if isinstance(item, str)]
+        specs = default_components(names) + [item for item in given if isinstance(item, Component)]
+        self.specs = {spec.name: spec for spec in specs}
+        self.components = list(self.specs)
         self.port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: ``(component, exit code)`` of every exit the supervisor answered with a restart.
+        self.restarts: list[tuple[str, int]] = []
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
         self.logs = self.home / "component-logs"
         self.admin_password = admin_password
         self._client: httpx.Client | None = None
@@ -184,6 +232,9 @@ class AirflowDeployment:
             raise RuntimeError(f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
         for name in self.components:
             self.start_component(name)
+        self._stopping.clear()
+        self._supervisor = threading.Thread(target=self._supervise, name="airflow-supervisor", daemon=True)
+        self._supervisor.start()
         self._client = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=60)
         self.wait_healthy(deadline - time.monotonic())
         return self
@@ -191,19 +242,41 @@ class AirflowDeployment:
     def start_component(self, name: str) -> subprocess.Popen[bytes]:
         """Start one component's process (again, after :meth:`kill`); its output goes to its log.
 
-        :param name: one of :data:`COMPONENTS`.
+        :param name: one of :attr:`components`.
         """
-        if name not in COMPONENTS:
-            raise ValueError(f"name must be one of {', '.join(COMPONENTS)}; got {name!r}")
-        command = [self.python, "-m", "airflow", name]
-        if name == "api-server":
+        spec = self.specs.get(name)
+        if spec is None:
+            raise ValueError(f"name must be one of {', '.join(self.specs)}; got {name!r}")
+        command = [self.python, "-m", "airflow", *spec.args]
+        if spec.args == ("api-server",):
             command += ["--port", str(self.port), "--host", "127.0.0.1"]
-        with (self.logs / f"{name}.log").open("ab") as log:
+        with self._lock, (self.logs / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
-                command, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                env={**self.environment(), **spec.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        self.processes[name] = process
+            self.processes[name] = process
         return process
+
+    def _supervise(self) -> None:
+        """Start again every component that exited on its own, until :meth:`stop`."""
+        exited: dict[str, float] = {}
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                for name, process in list(self.processes.items()):
+                    if process.poll() is None:
+                        continue
+                    since = exited.setdefault(name, time.monotonic())
+                    if time.monotonic() - since < RESTART_DELAY or self._stopping.is_set():
+                        continue
+                    del exited[name]
+                    self.restarts.append((name, process.returncode))
+                    with (self.logs / f"{name}.log").open("a") as log:
+                        log.write(f"\n[supervisor] {name} exited with code {process.returncode}; starting it again\n")
+                    self.start_component(name)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Send ``sig`` to one component's whole process group, wait for it to end; return its exit code.
@@ -211,7 +284,8 @@ class AirflowDeployment:
         :param name: a running component.
         :param sig: the signal; SIGKILL by default (no clean-up runs, as when a machine dies).
         """
-        process = self.processes.pop(name)
+        with self._lock:
+            process = self.processes.pop(name)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         return process.wait(60)
@@ -221,23 +295,23 @@ class AirflowDeployment:
 
         :param timeout: seconds allowed.
         """
-        wanted = [key for name, key in COMPONENTS.items() if key and name in self.components]
+        wanted = sorted({spec.health for spec in self.specs.values() if spec.health})
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
-            self._check_alive()
+            looping = [name for name, count in Counter(name for name, _ in self.restarts).items() if count >= 3]
+            if looping:
+                raise RuntimeError(f"airflow {', '.join(looping)} exited again and again while starting{self.tails()}")
             with contextlib.suppress(httpx.HTTPError):
                 health = self.api("GET", "/monitor/health")
                 last = health
                 if all((health.get(key) or {}).get("status") == "healthy" for key in wanted):
                     return dict(health)
             time.sleep(1)
-        raise RuntimeError(f"Airflow did not become healthy in {timeout:.0f}s (last health: {last}){self.tails()}")
-
-    def _check_alive(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"airflow {name} exited with code {process.returncode}{self.tails()}")
+        raise RuntimeError(
+            f"Airflow did not become healthy in {timeout:.0f}s (last health: {last}, restarts: {self.restarts})"
+            f"{self.tails()}"
+        )
 
     def tails(self, lines: int = 30) -> str:
         """The last lines of each component's log, for error messages.
@@ -245,7 +319,7 @@ class AirflowDeployment:
         :param lines: how many lines per component.
         """
         parts = []
-        for name in COMPONENTS:
+        for name in self.specs:
             path = self.logs / f"{name}.log"
             if path.exists():
                 text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -257,6 +331,10 @@ class AirflowDeployment:
 
         :param timeout: seconds each component is given to stop.
         """
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(10)
+            self._supervisor = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -333,7 +411,6 @@ class AirflowDeployment:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
             try:
                 dag: dict[str, Any] = self.api("GET", f"/dags/{dag_id}")
                 return dag
@@ -372,7 +449,6 @@ class AirflowDeployment:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
             state = str(self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
             if state in TERMINAL_RUN_STATES:
                 return state
