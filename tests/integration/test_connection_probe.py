@@ -18,7 +18,7 @@ from tests.conftest import TEST_API_KEY
 if TYPE_CHECKING:
     from airflow_provider_aleph.emulator import Emulator
 
-WRONG_KEY = "sk-definitely-not-the-key"
+WRONG_KEY = "fake-wrong-key-for-the-probe-test"
 
 
 @pytest.fixture
