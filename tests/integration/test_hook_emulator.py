@@ -71,7 +71,7 @@ def hook(segmind_conn: Emulator) -> Iterator[SegmindHook]:
 
 @pytest.fixture
 def wrong_key_conn(segmind_conn: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
-    conn = {"conn_type": "segmind", "password": "sk-definitely-not-the-key", "host": segmind_conn.base_url}
+    conn = {"conn_type": "segmind", "password": "fake-wrong-key-for-the-hook-test", "host": segmind_conn.base_url}
     monkeypatch.setenv("AIRFLOW_CONN_SEGMIND_WRONG", json.dumps(conn))
     return "segmind_wrong"
 
@@ -206,7 +206,7 @@ def test_wrong_key_is_an_auth_error_and_creates_nothing(segmind_conn: Emulator, 
         hook.close()
     assert on_submit.value.status_code == 401
     assert on_submit.value.conn_id == wrong_key_conn
-    assert "sk-definitely-not-the-key" not in str(on_submit.value)
+    assert "fake-wrong-key-for-the-hook-test" not in str(on_submit.value)
     assert segmind_conn.submissions == 0
 
 
