@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import re
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -30,6 +26,16 @@ from airflow_provider_aleph.inputs import (
 from airflow_provider_aleph.lineage import openlineage_facets
 from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink, reset_output_url
 from airflow_provider_aleph.metrics import job_submitted
+from airflow_provider_aleph.operators.params import (
+    accepted,
+    check_literal,
+    is_empty,
+    output_path_needs_waiting,
+    payload_dict,
+    presign_seconds,
+    require_model,
+    waiting_params,
+)
 from airflow_provider_aleph.reattach import (
     Resume,
     StoredRequest,
@@ -40,7 +46,7 @@ from airflow_provider_aleph.reattach import (
     state_store,
     withdraw_intent,
 )
-from airflow_provider_aleph.storage.inbound import DEFAULT_PRESIGN_SECONDS, MAX_PRESIGN_SECONDS
+from airflow_provider_aleph.storage.inbound import DEFAULT_PRESIGN_SECONDS
 from airflow_provider_aleph.storage.outbound import check_output_path, probe_output_path
 from airflow_provider_aleph.storage.record import Provenance, existing_output, fingerprint_of, require_if_output_exists
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
@@ -57,32 +63,6 @@ if TYPE_CHECKING:
 
 #: The XCom key holding, across a deferral, what made the job (model, fingerprint, submit time; no secret).
 PROVENANCE_XCOM_KEY = "segmind_provenance"
-MODEL_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _output_path_needs_waiting() -> InvalidParameter:
-    return InvalidParameter(
-        "output_path",
-        "cannot be combined with wait_for_completion=False: the task returns before the job has an output. "
-        "Give output_path to the SegmindRequestSensor that waits for the request instead",
-    )
-
-
-def _accepted(request_id: str, status: str) -> SegmindResult:
-    """The result of a task that did not wait (``wait_for_completion=False``): the job is still running."""
-    return {
-        "request_id": request_id,
-        "status": status,
-        "output_url": None,
-        "output_path": None,
-        "metrics": {},
-        "output": None,
-        "cost": None,
-    }
 
 
 class SegmindSubmitOperator(BaseOperator):
@@ -184,35 +164,19 @@ class SegmindSubmitOperator(BaseOperator):
         self.segmind_conn_id = segmind_conn_id
         self.deferrable = deferrable
         self.wait_for_completion = wait_for_completion
-        if not wait_for_completion and not _empty(output_path) and "{{" not in str(output_path):
-            raise _output_path_needs_waiting()  # a literal at parse time, a template once rendered
-        self.poll_interval = float(poll_interval)
-        self.timeout = timeout if isinstance(timeout, timedelta) else timedelta(seconds=float(timeout))
+        if not wait_for_completion and not is_empty(output_path) and "{{" not in str(output_path):
+            raise output_path_needs_waiting()  # a literal at parse time, a template once rendered
+        self.poll_interval, self.max_poll_interval, self.expected_duration, self.timeout = waiting_params(
+            poll_interval, max_poll_interval, expected_duration, timeout
+        )
         self.input_mode = input_mode
         self.output_path = output_path
         self.local_roots = local_roots_param(local_roots)
         self.allowed_hosts = allowed_hosts_param(allowed_hosts)
-        if self.poll_interval <= 0:
-            raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
-        self.max_poll_interval = None if max_poll_interval is None else float(max_poll_interval)
-        if self.max_poll_interval is not None and not self.max_poll_interval >= self.poll_interval:
-            raise ValueError(
-                f"max_poll_interval must be a number of seconds no shorter than poll_interval "
-                f"({self.poll_interval:g}), or None; got {max_poll_interval!r}"
-            )
-        self.expected_duration = None if expected_duration is None else float(expected_duration)
-        if self.expected_duration is not None and not 0 < self.expected_duration < math.inf:
-            raise ValueError(
-                f"expected_duration must be a positive number of seconds, or None; got {expected_duration!r}"
-            )
-        if self.timeout.total_seconds() <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
-        if "{{" not in str(input_mode):
-            require_input_mode(input_mode)  # a literal is checked at parse time, a template once rendered
+        check_literal(input_mode, require_input_mode)
         self.if_output_exists = if_output_exists
         self.presign_expiration = presign_seconds(presign_expiration)
-        if "{{" not in str(if_output_exists):
-            require_if_output_exists(if_output_exists)
+        check_literal(if_output_exists, require_if_output_exists)
 
     @cached_property
     def hook(self) -> SegmindHook:
@@ -223,17 +187,8 @@ class SegmindSubmitOperator(BaseOperator):
 
     def build_payload(self) -> dict[str, Any]:
         """The validated body to submit; raises InvalidParameter before anything is spent."""
-        if not isinstance(self.model, str) or not MODEL_SLUG.match(self.model):
-            raise InvalidParameter(
-                "model", f"must be a Segmind model slug such as 'runway-gen4-aleph'; got {self.model!r}"
-            )
-        payload: Any = self.payload
-        if isinstance(payload, str):
-            with contextlib.suppress(ValueError):
-                payload = json.loads(payload)
-        if not isinstance(payload, dict):
-            raise InvalidParameter("payload", f"must be a dict of the model's parameters; got {type(payload).__name__}")
-        return self.check_files(payload)
+        require_model(self.model)
+        return self.check_files(payload_dict(self.payload))
 
     def check_files(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Check the declared file fields of ``payload``; an optional one that is None is left out."""
@@ -286,8 +241,8 @@ class SegmindSubmitOperator(BaseOperator):
         reset_output_url(context["ti"])
         try:
             payload = self.build_payload()
-            if not self.wait_for_completion and not _empty(self.output_path):
-                raise _output_path_needs_waiting()
+            if not self.wait_for_completion and not is_empty(self.output_path):
+                raise output_path_needs_waiting()
             check_output_path(self.output_path, local_roots=self.local_roots)
             if_exists = require_if_output_exists(self.if_output_exists)
         except InvalidParameter as err:
@@ -319,7 +274,7 @@ class SegmindSubmitOperator(BaseOperator):
         context["ti"].xcom_push(key="request_id", value=submitted.request_id)
         self.log.info("Submitted to Segmind model %s: request_id=%s, status QUEUED", self.model, submitted.request_id)
         if not self.wait_for_completion:
-            return _accepted(submitted.request_id, "QUEUED")
+            return accepted(submitted.request_id, "QUEUED")
         return self._wait(context, submitted, now, Provenance(self.model, made_of, now.isoformat()))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> SegmindResult:
@@ -375,7 +330,7 @@ class SegmindSubmitOperator(BaseOperator):
             event = conclude(recovery.state)
             return self._finish(context, event.to_payload() if event else None, provenance)
         if not self.wait_for_completion:
-            return _accepted(stored.request_id, recovery.state.reported if recovery.state else "QUEUED")
+            return accepted(stored.request_id, recovery.state.reported if recovery.state else "QUEUED")
         submitted_at = datetime.fromisoformat(stored.submitted_at) if stored.submitted_at else None
         return self._wait(context, stored, submitted_at, provenance)
 
@@ -443,15 +398,3 @@ class SegmindSubmitOperator(BaseOperator):
         )
         outputs = [self.delivered_path] if self.delivered_path else []
         return openlineage_facets(inputs, outputs)
-
-
-def presign_seconds(value: float | timedelta) -> int:
-    """``presign_expiration`` in whole seconds, checked: positive and at most 7 days (S3's and GCS's limit)."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 1 <= seconds <= MAX_PRESIGN_SECONDS:
-        raise InvalidParameter(
-            "presign_expiration",
-            f"must be a number of seconds or a timedelta from 1 second to 7 days ({MAX_PRESIGN_SECONDS} s); "
-            f"got {value!r}",
-        )
-    return int(seconds)
