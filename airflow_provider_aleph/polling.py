@@ -349,17 +349,12 @@ class PollScheduler:
             unknown = "its submit time" if job.submitted is None else f"the durations of {model}"
             return PollOutlook(due - now, f"every poll_interval: nothing is known of {unknown} yet")
         typical = f"{model} jobs take about {in_words(estimate.median)}"
-        if not estimate.observed:
-            if self._scouts.get(job.model) is job:
-                return PollOutlook(
-                    due - now,
-                    f"looking early, at growing gaps, until a job of {model} is seen to "
-                    f"finish (the operator's expected_duration says {in_words(estimate.median)})",
-                )
-            return PollOutlook(due - now, f"when it is likely done: {typical} (the operator's expected_duration)")
-        return PollOutlook(
-            due - now, f"when it is likely done: {typical} (learned from {estimate.observed} finished job(s))"
-        )
+        hint = "the operator's expected_duration"
+        if not estimate.observed and self._scouts.get(job.model) is job:
+            why = f"looking early, at growing gaps, until a job of {model} is seen to finish ({hint} says "
+            return PollOutlook(due - now, f"{why}{in_words(estimate.median)})")
+        source = f"learned from {estimate.observed} finished job(s)" if estimate.observed else hint
+        return PollOutlook(due - now, f"when it is likely done: {typical} ({source})")
 
     # -- handing out turns ---------------------------------------------------------------------------
 
