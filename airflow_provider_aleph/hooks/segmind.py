@@ -12,12 +12,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_aleph import __version__
 from airflow_provider_aleph.exceptions import (
     SegmindAuthError,
     SegmindError,
     SegmindSubmitOutcomeUnknown,
-    SegmindTransportError,
 )
 from airflow_provider_aleph.hooks.connection import (
     REREAD_SECONDS,
@@ -27,8 +25,8 @@ from airflow_provider_aleph.hooks.connection import (
     read_connection_params,
     ui_field_behaviour,
 )
+from airflow_provider_aleph.hooks.transport import client_kwargs, transport_error
 from airflow_provider_aleph.protocol import (
-    USER_AGENT,
     Kind,
     RequestSpec,
     RequestState,
@@ -147,30 +145,18 @@ class SegmindHook(BaseHook):
             return False
 
     @staticmethod
-    def _client_kwargs(params: ConnectionParams) -> dict[str, Any]:
-        return {
-            "timeout": httpx.Timeout(params.timeout, connect=min(params.timeout, 10.0)),
-            "headers": {"User-Agent": f"{USER_AGENT}/{__version__}", "Accept": "application/json"},
-            # The key travels per request, so a client may fetch third-party URLs safely.
-            "follow_redirects": False,
-        }
-
-    @classmethod
-    def new_async_client(cls, params: ConnectionParams, max_connections: int | None = None) -> httpx.AsyncClient:
+    def new_async_client(params: ConnectionParams, max_connections: int | None = None) -> httpx.AsyncClient:
         """A new async client for the connection ``params`` describe (the key is not in it).
 
         :param params: the connection's settings.
         :param max_connections: cap on open connections (httpx's default pool when None).
         """
-        kwargs = cls._client_kwargs(params)
-        if max_connections is not None:
-            kwargs["limits"] = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        return httpx.AsyncClient(**kwargs)
+        return httpx.AsyncClient(**client_kwargs(params, max_connections))
 
     def get_conn(self) -> httpx.Client:
         """The hook's blocking HTTP client, created on first use."""
         if self._client is None:
-            self._client = httpx.Client(**self._client_kwargs(self.get_conn_params()))
+            self._client = httpx.Client(**client_kwargs(self.get_conn_params()))
         return self._client
 
     async def aget_conn(self) -> httpx.AsyncClient:
@@ -200,17 +186,6 @@ class SegmindHook(BaseHook):
         client: httpx.Client | httpx.AsyncClient, spec: RequestSpec, params: ConnectionParams
     ) -> httpx.Request:
         return client.build_request(spec.method, spec.url, headers={"x-api-key": params.api_key}, json=spec.json)
-
-    def _transport_error(self, exc: httpx.HTTPError, spec: RequestSpec) -> SegmindError:
-        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-        if spec.kind is Kind.SUBMIT and not never_sent:
-            return SegmindSubmitOutcomeUnknown.after(spec.describe(), f"{type(exc).__name__}", self.segmind_conn_id)
-        return SegmindTransportError(
-            f"Network error on {spec.describe()}: {type(exc).__name__}: {exc}",
-            sent=not never_sent,
-            request_id=spec.request_id,
-            conn_id=self.segmind_conn_id,
-        )
 
     def _parsed(
         self, parse: Callable[[httpx.Response, RequestSpec], T], response: httpx.Response, spec: RequestSpec
@@ -254,7 +229,7 @@ class SegmindHook(BaseHook):
                 try:
                     response = client.send(self._request(client, spec, params))
                 except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, spec) from None
+                    raise transport_error(exc, spec, self.segmind_conn_id) from None
                 return self._parsed(parse, response, spec)
         raise AssertionError("unreachable: the policy returns or raises")
 
@@ -293,7 +268,7 @@ class SegmindHook(BaseHook):
                     async with gate or contextlib.nullcontext():
                         response = await client.send(self._request(client, spec, params))
                 except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, spec) from None
+                    raise transport_error(exc, spec, self.segmind_conn_id) from None
                 if budget is not None:
                     budget.answered(slot, response)
                 return self._parsed(parse, response, spec)
@@ -393,7 +368,7 @@ class SegmindHook(BaseHook):
                 try:
                     response = client.send(request)
                 except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, spec) from None
+                    raise transport_error(exc, spec, self.segmind_conn_id) from None
                 return self._parsed(parse_upload, response, spec)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
@@ -406,7 +381,7 @@ class SegmindHook(BaseHook):
             try:
                 return client.send(client.build_request(spec.method, spec.url, headers={"x-api-key": key}))
             except httpx.HTTPError as exc:
-                raise self._transport_error(exc, spec) from None
+                raise transport_error(exc, spec, self.segmind_conn_id) from None
 
         try:
             params, client = self.get_conn_params(), self.get_conn()
