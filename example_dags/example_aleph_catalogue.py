@@ -9,8 +9,13 @@ to follow to publish or index results (a search index, a CMS, a table).
 
 ``max_active_runs=1`` keeps two runs from rewriting the file at once (object storage has no append); a
 request id already in the catalogue is not written again, so a cleared or retried run adds nothing twice.
-By default the catalogue is ``/tmp/aleph-edited/catalogue.jsonl``; point ``catalogue_path`` at a bucket
-(``s3://my-bucket/edited/catalogue.jsonl``, with ``storage_conn_id``) in production.
+By default the catalogue is ``/tmp/aleph-edited/catalogue.jsonl``. In production point it at a bucket with
+the Airflow Variable ``aleph_catalogue`` (JSON, read when the task runs)::
+
+    {"catalogue_path": "s3://my-bucket/edited/catalogue.jsonl", "storage_conn_id": "aws_default"}
+
+The file and the connection are the DAG author's choice, never a run's config: a person who may trigger
+a run may not be one who may choose where a worker writes.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import os
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, Asset, ObjectStoragePath, Param, task
+from airflow.sdk import DAG, Asset, ObjectStoragePath, Variable, task
 
 from airflow_provider_aleph.access import local_roots_param, require_under_roots
 
 EDITED_VIDEOS = Asset("aleph_edited_videos")
 DEFAULT_CATALOGUE = "/tmp/aleph-edited/catalogue.jsonl"
+#: The Airflow Variable naming the catalogue file and its connection (JSON), read when the task runs.
+SETTINGS_VARIABLE = "aleph_catalogue"
 #: Local folders the catalogue may be written under (a deployment adds its own in ALEPH_LOCAL_ROOTS).
 LOCAL_ROOTS = ["/tmp/aleph-edited", *filter(None, os.environ.get("ALEPH_LOCAL_ROOTS", "").split(os.pathsep))]
 log = logging.getLogger(__name__)
@@ -59,6 +66,19 @@ def catalogue_records(events: list[Any]) -> list[dict[str, Any]]:
     return records
 
 
+def catalogue_file() -> ObjectStoragePath:
+    """The catalogue the Variable names (a local file only under :data:`LOCAL_ROOTS`), or the default."""
+    settings = Variable.get(SETTINGS_VARIABLE, default=None, deserialize_json=True) or {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"Variable {SETTINGS_VARIABLE} must be a JSON object, got {type(settings).__name__}")
+    path = settings.get("catalogue_path") or f"file://{DEFAULT_CATALOGUE}"
+    if not isinstance(path, str) or path.endswith("/"):
+        raise ValueError(f"Variable {SETTINGS_VARIABLE}: catalogue_path must be a file path or URI; got {path!r}")
+    catalogue = ObjectStoragePath(path, conn_id=settings.get("storage_conn_id") or None)
+    require_under_roots("catalogue_path", catalogue, local_roots_param(LOCAL_ROOTS))
+    return catalogue
+
+
 with DAG(
     dag_id="example_aleph_catalogue",
     schedule=[EDITED_VIDEOS],
@@ -66,23 +86,12 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["segmind", "aleph", "example", "object-storage"],
-    params={
-        "catalogue_path": Param(
-            f"file://{DEFAULT_CATALOGUE}",
-            type="string",
-            pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://\S+[^/]$",
-            description="the JSON-lines file the records are appended to",
-        ),
-        "storage_conn_id": Param("", type="string", description="connection of the bucket (empty: local/default)"),
-    },
 ) as dag:
 
     @task
-    def append_to_catalogue(triggering_asset_events: Any = None, params: Any = None) -> list[str]:
+    def append_to_catalogue(triggering_asset_events: Any = None) -> list[str]:
         """Append a line for each edited video of the triggering events; return the request ids added."""
-        catalogue = ObjectStoragePath(params["catalogue_path"], conn_id=params["storage_conn_id"] or None)
-        # The path comes from the run's config: a local file only under the DAG's roots.
-        require_under_roots("catalogue_path", catalogue, local_roots_param(LOCAL_ROOTS))
+        catalogue = catalogue_file()
         records = catalogue_records(list((triggering_asset_events or {}).get(EDITED_VIDEOS, [])))
         existing = catalogue.read_text() if catalogue.exists() else ""
         known = {json.loads(line)["request_id"] for line in existing.splitlines() if line.strip()}

@@ -13,7 +13,12 @@ environment variable works too), read when the DAG is parsed::
 
     {"queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/aleph-incoming",
      "aws_conn_id": "aws_default", "region_name": "eu-west-1", "wait_seconds": 20,
-     "watched_prefix": "incoming/", "output_prefix": "s3://my-bucket/edited/"}
+     "buckets": ["my-bucket"], "watched_prefix": "incoming/", "output_prefix": "s3://my-bucket/edited/"}
+
+Where videos are read from and results written to is the DAG author's choice, made here and in that
+Variable, never in a run's config: a person who may trigger a run may not be one who may choose which
+buckets and connections a worker uses. The run's only param is the prompt. With ``buckets`` set, a
+record naming another bucket is skipped with a log line (anyone who may send to the queue could name one).
 
 Without ``queue_url`` the asset has no watcher: nothing polls a queue that does not exist, and the DAG
 runs only when something else records an event of the asset. Results never land under the watched
@@ -29,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -94,8 +100,24 @@ def _watchers(settings: dict[str, Any]) -> list[AssetWatcher]:
     return [AssetWatcher(name="aleph_incoming_videos_queue", trigger=trigger)]
 
 
+def _text(settings: dict[str, Any], name: str, default: str, pattern: str, allowed: str) -> str:
+    """A string setting, checked when the DAG is parsed."""
+    value = settings.get(name, default)
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise ValueError(f"Variable {SETTINGS_VARIABLE}: {name} must be {allowed}; got {value!r}")
+    return value
+
+
 SETTINGS = _settings()
 INCOMING_VIDEOS = Asset("aleph_incoming_videos", watchers=_watchers(SETTINGS))
+WATCHED_PREFIX = _text(SETTINGS, "watched_prefix", DEFAULT_WATCHED_PREFIX, r"\S+/", "a key prefix ending in /")
+#: Empty: results go to DEFAULT_OUTPUT_FOLDER of the bucket the video came from.
+OUTPUT_PREFIX = _text(SETTINGS, "output_prefix", "", r"|[A-Za-z][A-Za-z0-9+.-]*://\S+/", "a URI ending in /")
+STORAGE_CONN_ID = _text(
+    SETTINGS, "storage_conn_id", SETTINGS.get("aws_conn_id", "aws_default"), r"[\w.-]*", "a connection id"
+)
+#: The buckets whose records are edited; empty: whichever the queue's notifications name.
+BUCKETS = frozenset(SETTINGS.get("buckets") or ())
 
 
 def s3_records(extra: dict[str, Any]) -> list[tuple[str, str]]:
@@ -140,42 +162,27 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["segmind", "aleph", "example", "object-storage", "event-driven"],
-    params={
-        "watched_prefix": Param(
-            SETTINGS.get("watched_prefix", DEFAULT_WATCHED_PREFIX),
-            type="string",
-            pattern=r"^\S*/$|^$",
-            description="key prefix the bucket notifies about; records elsewhere are skipped",
-        ),
-        "output_prefix": Param(
-            SETTINGS.get("output_prefix", ""),
-            type="string",
-            pattern=r"^$|^[A-Za-z][A-Za-z0-9+.-]*://\S+/$",
-            description=f"where results land, ending in / (empty: {DEFAULT_OUTPUT_FOLDER} of the video's bucket)",
-        ),
-        "storage_conn_id": Param(
-            SETTINGS.get("aws_conn_id", "aws_default"), type="string", description="connection of the bucket"
-        ),
-        "prompt": Param("make it winter", type="string", minLength=1),
-    },
+    params={"prompt": Param("make it winter", type="string", minLength=1)},
 ) as dag:
 
     @task
-    def videos_from_events(triggering_asset_events: Any = None, params: Any = None) -> list[dict[str, str]]:
+    def videos_from_events(triggering_asset_events: Any = None) -> list[dict[str, str]]:
         """One entry per video record of the triggering events, each once: where to read it, where its
         result goes. Refuses an output prefix under the watched one before anything is spent."""
-        watched = params["watched_prefix"]
-        conn = params["storage_conn_id"]
+        watched, conn = WATCHED_PREFIX, STORAGE_CONN_ID
         edits: dict[str, dict[str, str]] = {}
         for event in (triggering_asset_events or {}).get(INCOMING_VIDEOS, []):
             for bucket, key in s3_records(dict(event.extra or {})):
+                if BUCKETS and bucket not in BUCKETS:
+                    log.info("Skipped s3://%s/%s: not in the buckets %s", bucket, key, ", ".join(sorted(BUCKETS)))
+                    continue
                 if not key.startswith(watched):
                     log.info("Skipped s3://%s/%s: not under the watched prefix %r", bucket, key, watched)
                     continue
                 if PurePosixPath(key).suffix.lower() not in VIDEO_SUFFIXES:
                     log.info("Skipped s3://%s/%s: not a video (%s)", bucket, key, ", ".join(VIDEO_SUFFIXES))
                     continue
-                output_prefix = params["output_prefix"] or f"s3://{conn}@{bucket}/{DEFAULT_OUTPUT_FOLDER}"
+                output_prefix = OUTPUT_PREFIX or f"s3://{conn}@{bucket}/{DEFAULT_OUTPUT_FOLDER}"
                 if watches(output_prefix, bucket, watched):
                     raise AirflowFailException(
                         f"output_prefix {output_prefix} is under the watched prefix {watched!r} of bucket {bucket}: "

@@ -58,16 +58,17 @@ def catalogue_dag():
     return example.dag
 
 
-def _catalogue_run(dag, extras: list[dict], catalogue: Path):
+def _catalogue_run(dag, extras: list[dict], catalogue: Path, monkeypatch: pytest.MonkeyPatch, **conf: str):
     source = {"source_dag_id": "example_aleph_event_driven", "source_run_id": "r1", "source_task_id": "edit"}
+    monkeypatch.setenv("AIRFLOW_VAR_ALEPH_CATALOGUE", json.dumps({"catalogue_path": catalogue.as_uri()}))
     with consuming(dag.dag_id, "aleph_edited_videos", extras, **source):
-        return dag.test(run_conf={"catalogue_path": catalogue.as_uri(), "storage_conn_id": ""})
+        return dag.test(run_conf=conf)
 
 
-def test_the_consumer_appends_one_line_per_edited_video_of_its_triggering_events(catalogue_dag, tmp_path):
+def test_the_consumer_appends_one_line_per_edited_video_of_its_triggering_events(catalogue_dag, tmp_path, monkeypatch):
     catalogue = tmp_path / "catalogue" / "videos.jsonl"
 
-    dag_run = _catalogue_run(catalogue_dag, [_edited("req-a"), _edited("req-b", cost=None)], catalogue)
+    dag_run = _catalogue_run(catalogue_dag, [_edited("req-a"), _edited("req-b", cost=None)], catalogue, monkeypatch)
 
     assert state(dag_run) == "success"
     lines = _lines(catalogue)
@@ -86,11 +87,12 @@ def test_the_consumer_appends_one_line_per_edited_video_of_its_triggering_events
     assert xcom(dag_run, "return_value", task_id="append_to_catalogue") == ["req-a", "req-b"]
 
 
-def test_a_later_run_appends_and_never_repeats_a_request_id(catalogue_dag, tmp_path, capfd, caplog):
+def test_a_later_run_appends_and_never_repeats_a_request_id(catalogue_dag, tmp_path, capfd, caplog, monkeypatch):
     catalogue = tmp_path / "videos.jsonl"
-    _catalogue_run(catalogue_dag, [_edited("req-a")], catalogue)
+    _catalogue_run(catalogue_dag, [_edited("req-a")], catalogue, monkeypatch)
 
-    dag_run = _catalogue_run(catalogue_dag, [_edited("req-a"), {"note": "made by hand"}, _edited("req-c")], catalogue)
+    events = [_edited("req-a"), {"note": "made by hand"}, _edited("req-c")]
+    dag_run = _catalogue_run(catalogue_dag, events, catalogue, monkeypatch)
 
     assert state(dag_run) == "success"
     assert [line["request_id"] for line in _lines(catalogue)] == ["req-a", "req-c"]
@@ -99,13 +101,24 @@ def test_a_later_run_appends_and_never_repeats_a_request_id(catalogue_dag, tmp_p
     assert "Skipped an asset event without request_id and output_path" in logged
 
 
-def test_the_consumer_writes_no_local_file_outside_its_roots(catalogue_dag, capfd, caplog):
-    dag_run = _catalogue_run(catalogue_dag, [_edited("req-a")], Path("/etc/aleph-catalogue.jsonl"))
+def test_the_consumer_writes_no_local_file_outside_its_roots(catalogue_dag, capfd, caplog, monkeypatch):
+    dag_run = _catalogue_run(catalogue_dag, [_edited("req-a")], Path("/etc/aleph-catalogue.jsonl"), monkeypatch)
 
     assert state(dag_run) == "failed"
     assert not Path("/etc/aleph-catalogue.jsonl").exists()
     logged = _logged(capfd, caplog)
     assert "catalogue_path" in logged
+
+
+def test_a_runs_config_does_not_choose_where_the_catalogue_is_written(catalogue_dag, tmp_path, monkeypatch):
+    catalogue, elsewhere = tmp_path / "videos.jsonl", tmp_path / "elsewhere.jsonl"
+    conf = {"catalogue_path": elsewhere.as_uri(), "storage_conn_id": "someone_elses_bucket"}
+
+    dag_run = _catalogue_run(catalogue_dag, [_edited("req-a")], catalogue, monkeypatch, **conf)
+
+    assert state(dag_run) == "success"
+    assert [line["request_id"] for line in _lines(catalogue)] == ["req-a"]
+    assert not elsewhere.exists()
 
 
 # -- the event-driven enrichment -------------------------------------------------------------------
@@ -136,18 +149,23 @@ def _batch(*messages: dict) -> dict:
     return {"from_trigger": True, "payload": {"status": "success", "message_batch": list(messages)}}
 
 
-@pytest.fixture
-def ingest_dag():
+def _load_ingest(monkeypatch: pytest.MonkeyPatch, s3_server, **settings: object):
+    """The event-driven example as parsed with these settings in its Variable (no queue: no watcher)."""
+    settings = {"watched_prefix": "incoming/", "storage_conn_id": s3_server.conn_id} | settings
+    monkeypatch.setenv("AIRFLOW_VAR_ALEPH_EVENT_INGEST", json.dumps(settings))
     example = _load("example_aleph_event_driven")
     register_assets(example.dag)
     return example.dag
 
 
-def _ingest_run(dag, extras: list[dict], s3_server, **conf: str):
-    params = {"watched_prefix": "incoming/", "output_prefix": "", "storage_conn_id": s3_server.conn_id}
-    params |= {"prompt": "make it winter"} | conf
+@pytest.fixture
+def ingest_dag(monkeypatch, s3_server):
+    return _load_ingest(monkeypatch, s3_server)
+
+
+def _ingest_run(dag, extras: list[dict], **conf: str):
     with consuming(dag.dag_id, "aleph_incoming_videos", extras):
-        return dag.test(run_conf=params)
+        return dag.test(run_conf={"prompt": "make it winter"} | conf)
 
 
 def test_every_video_record_of_every_event_is_edited_once(
@@ -164,7 +182,7 @@ def test_every_video_record_of_every_event_is_edited_once(
         _batch(_notification(s3_bucket, "incoming/b.mp4"), _notification(s3_bucket, "elsewhere/d.mp4")),
     ]
 
-    dag_run = _ingest_run(ingest_dag, extras, s3_server)
+    dag_run = _ingest_run(ingest_dag, extras)
 
     assert state(dag_run) == "success"
     assert segmind_conn.submissions == 3, "three videos, each once (b.mp4 came twice)"
@@ -183,11 +201,11 @@ def test_every_video_record_of_every_event_is_edited_once(
 def test_a_redelivered_message_pays_nothing(segmind_conn, s3_server, s3_bucket, ingest_dag):
     s3_server.put(s3_bucket, "incoming/a.mp4", SAMPLES[0].read_bytes(), content_type="video/mp4")
     message = _notification(s3_bucket, "incoming/a.mp4")
-    first = _ingest_run(ingest_dag, [_batch(message)], s3_server)
+    first = _ingest_run(ingest_dag, [_batch(message)])
     assert state(first) == "success"
     assert segmind_conn.submissions == 1
 
-    again = _ingest_run(ingest_dag, [_batch(message)], s3_server)
+    again = _ingest_run(ingest_dag, [_batch(message)])
 
     assert state(again) == "success"
     assert segmind_conn.submissions == 1, "the output exists, made from the same input: reused"
@@ -197,19 +215,50 @@ def test_a_redelivered_message_pays_nothing(segmind_conn, s3_server, s3_bucket, 
 
 
 def test_an_output_prefix_under_the_watched_prefix_is_refused_before_anything_is_spent(
-    segmind_conn, s3_server, s3_bucket, ingest_dag, capfd
+    segmind_conn, s3_server, s3_bucket, monkeypatch, capfd
 ):
     s3_server.put(s3_bucket, "incoming/a.mp4", SAMPLES[0].read_bytes(), content_type="video/mp4")
     loop = s3_server.uri(s3_bucket, "incoming/edited/")
+    dag = _load_ingest(monkeypatch, s3_server, output_prefix=loop)
 
-    dag_run = _ingest_run(
-        ingest_dag, [_batch(_notification(s3_bucket, "incoming/a.mp4"))], s3_server, output_prefix=loop
-    )
+    dag_run = _ingest_run(dag, [_batch(_notification(s3_bucket, "incoming/a.mp4"))])
 
     assert state(dag_run) == "failed"
     assert segmind_conn.submissions == 0
     assert s3_server.keys(s3_bucket) == ["incoming/a.mp4"]
     assert says(failure_message(capfd), f"output_prefix {loop} is under the watched prefix 'incoming/'")
+
+
+def test_a_runs_config_does_not_choose_buckets_prefixes_or_connections(segmind_conn, s3_server, s3_bucket, ingest_dag):
+    s3_server.put(s3_bucket, "incoming/a.mp4", SAMPLES[0].read_bytes(), content_type="video/mp4")
+    conf = {"output_prefix": s3_server.uri(s3_bucket, "stolen/"), "watched_prefix": "", "storage_conn_id": "other"}
+
+    dag_run = _ingest_run(ingest_dag, [_batch(_notification(s3_bucket, "incoming/a.mp4"))], **conf)
+
+    assert state(dag_run) == "success"
+    assert s3_server.keys(s3_bucket) == [
+        "aleph-edited/a-edited.mp4",
+        "aleph-edited/a-edited.mp4.segmind.json",
+        "incoming/a.mp4",
+    ]
+
+
+def test_records_of_a_bucket_the_settings_do_not_name_are_skipped(
+    segmind_conn, s3_server, s3_bucket, monkeypatch, capfd, caplog
+):
+    s3_server.put(s3_bucket, "incoming/a.mp4", SAMPLES[0].read_bytes(), content_type="video/mp4")
+    dag = _load_ingest(monkeypatch, s3_server, buckets=["the-only-bucket"])
+
+    dag_run = _ingest_run(dag, [_batch(_notification(s3_bucket, "incoming/a.mp4"))])
+
+    assert state(dag_run) == "success"
+    assert segmind_conn.submissions == 0
+    assert f"Skipped s3://{s3_bucket}/incoming/a.mp4: not in the buckets the-only-bucket" in _logged(capfd, caplog)
+
+
+def test_a_watched_prefix_without_its_slash_is_refused_when_the_dag_is_parsed(monkeypatch, s3_server):
+    with pytest.raises(ValueError, match=r"watched_prefix must be a key prefix ending in /; got 'incoming'"):
+        _load_ingest(monkeypatch, s3_server, watched_prefix="incoming")
 
 
 # -- the watcher -----------------------------------------------------------------------------------
@@ -221,7 +270,7 @@ def test_without_a_queue_the_incoming_asset_has_no_watcher(monkeypatch):
     example = _load("example_aleph_event_driven")
 
     assert example.INCOMING_VIDEOS.watchers == []
-    assert example.dag.params["watched_prefix"] == "incoming/"
+    assert example.WATCHED_PREFIX == "incoming/"
 
 
 def test_a_configured_queue_is_watched_by_the_message_queue_trigger_over_sqs(monkeypatch):
@@ -237,4 +286,4 @@ def test_a_configured_queue_is_watched_by_the_message_queue_trigger_over_sqs(mon
     assert kwargs["sqs_queue"] == queue
     assert kwargs["aws_conn_id"] == "aleph_aws"
     assert kwargs["waiter_delay"] == 2
-    assert example.dag.params["watched_prefix"] == "raw/"
+    assert example.WATCHED_PREFIX == "raw/"
