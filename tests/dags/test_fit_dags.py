@@ -158,3 +158,20 @@ def test_fit_input_needs_a_declared_video_field():
 
     with pytest.raises(InvalidParameter, match="declares no video input"):
         SegmindSubmitOperator(task_id="gen", model="flux-schnell", payload={"prompt": "x"}, fit_input=True)
+
+
+def test_the_decorator_fits_the_input_and_previews_the_output_in_a_folder(segmind_conn, dags, big_video, tmp_path):
+    folder = tmp_path / "edited"
+
+    dag_run = dags.decorated.test(run_conf={"video": big_video.as_uri(), "output_dir": folder.as_uri()})
+
+    assert state(dag_run) == "success"
+    assert segmind_conn.submissions == 1
+    assert _sent_asset(segmind_conn).stat().st_size < FITTED_LIMIT
+    result = xcom(dag_run, "return_value")
+    output = Path(urlsplit(result["output_path"]).path)
+    assert output.parent == folder
+    poster = Path(urlsplit(result["preview_path"]).path)
+    assert poster == folder / f"{output.stem}.poster.jpg"
+    assert jpeg_size(poster) == probe(output)["size"]
+    assert Path(urlsplit(result["contact_sheet_path"]).path) == folder / f"{output.stem}.sheet.jpg"
