@@ -9,6 +9,7 @@ import ipaddress
 import os
 import re
 import socket
+import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -279,4 +280,36 @@ def require_public_host(
             f"host {origin} {why}: Segmind could not fetch a private address, and the worker does not contact "
             "its own network for a run's params. To allow it, the DAG author lists the host in the operator's "
             f"allowed_hosts=[{origin!r}] in the DAG code (not templated)",
+        )
+
+
+def require_public_peer(parameter: str, url: str, response: httpx.Response, *, exempt: tuple[str, ...] = ()) -> None:
+    """Refuse a response that came from a private address, whatever the URL's name resolved to when checked.
+
+    Without a proxy the worker connected to the server itself, and the connection knows its address; with
+    a proxy (``HTTPS_PROXY`` and kin) the proxy resolved the name, so there is nothing here to check.
+
+    :param parameter: the operator parameter the URL came from, for the message.
+    :param url: the URL asked for.
+    :param response: the answer, its body not yet read.
+    :param exempt: ``host`` (any port) or ``host:port`` entries the DAG author allowed.
+    """
+    scheme, host, port = _split_url(url)
+    allowed = {_host_entry(entry) for entry in exempt}
+    if (host, None) in allowed or (host, port) in allowed:
+        return
+    if urllib.request.getproxies().get(scheme) and not urllib.request.proxy_bypass(host):
+        return
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    if not peer:
+        raise InvalidParameter(
+            parameter, f"the worker could not tell which address {_origin(host, port)} answered from"
+        )
+    address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    if reason := _not_public(address):
+        raise InvalidParameter(
+            parameter,
+            f"host {_origin(host, port)} answered from {address} ({reason}) although it resolved to a public "
+            "address when checked: the worker does not read its own network for a run's params",
         )

@@ -138,10 +138,12 @@ class FitPlan:
 
     :param seconds: how many seconds of its start to keep.
     :param max_bytes: the field's size limit, or None.
+    :param allowed_hosts: private hosts the DAG author allowed, for an http(s) input downloaded to be fitted.
     """
 
     seconds: float
     max_bytes: int | None
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ def inspect_files(
         elif source is Source.URL:
             identities[name] = _check_url(fitted_spec, payload[name], allowed_hosts=policy.allowed_hosts).identity
         if seconds is not None and source is not None:
-            fit[name] = FitPlan(seconds, spec.max_bytes)
+            fit[name] = FitPlan(seconds, spec.max_bytes, policy.allowed_hosts)
             # What is sent depends on the fit too: another fit_seconds is another job.
             known = identities[name]
             identities[name] = None if known is None else known | {"fit_seconds": seconds}

@@ -57,7 +57,8 @@ def deliver_fitted(
         for name, plan in inspected.fit.items():
             if name not in inspected.storage:
                 # An http(s) input: fitted from a download, or sent as its URL when it already fits.
-                fitted = fit_input(download(name, inspected.payload[name], folder), plan, folder, log=log)
+                source = download(name, inspected.payload[name], folder, allowed_hosts=plan.allowed_hosts)
+                fitted = fit_input(source, plan, folder, log=log)
                 if fitted is not None:
                     sent[name] = (fitted, "upload")
         for name, (checked, how) in sent.items():
@@ -65,18 +66,26 @@ def deliver_fitted(
     return resolved
 
 
-def download(name: str, url: str, folder: str, *, timeout: float = 60.0) -> Inspected:
+def download(
+    name: str, url: str, folder: str, *, allowed_hosts: tuple[str, ...] = (), timeout: float = 60.0
+) -> Inspected:
     """Stream an http(s) input into ``folder`` by chunks (its host was checked already; no redirect is
     followed, no Segmind key is sent), at most :data:`MAX_DOWNLOAD_BYTES`; the local copy, to be fitted.
+
+    The address actually connected to is checked again before a byte is read: the name may resolve to
+    another address now than when it was checked (DNS rebinding), and a download's content goes on to
+    Segmind, unlike the metadata the earlier check read.
 
     :param name: the parameter's name.
     :param url: the input's URL.
     :param folder: the private temporary folder.
+    :param allowed_hosts: private hosts the DAG author allowed.
     :param timeout: seconds allowed per network operation.
     """
     import httpx
 
     from airflow_provider_aleph import __version__
+    from airflow_provider_aleph.access import require_public_peer
     from airflow_provider_aleph.protocol import USER_AGENT
     from airflow_provider_aleph.storage.paths import display_url
 
@@ -88,6 +97,7 @@ def download(name: str, url: str, folder: str, *, timeout: float = 60.0) -> Insp
             httpx.Client(timeout=timeout, headers={"User-Agent": f"{USER_AGENT}/{__version__}"}) as client,
             client.stream("GET", url) as response,
         ):
+            require_public_peer(name, url, response, exempt=allowed_hosts)
             if response.status_code != 200:
                 raise InvalidParameter(
                     name,

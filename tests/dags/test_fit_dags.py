@@ -224,3 +224,41 @@ def test_an_http_input_within_the_limits_is_sent_as_its_url(segmind_conn, dags, 
     [job] = segmind_conn.jobs.values()
     assert job.payload["video"] == f"{base}/short.mp4"
     assert segmind_conn.stats()["uploads"]["count"] == 0
+
+
+def test_a_name_that_turns_private_after_its_check_is_not_downloaded(
+    segmind_conn, dags, big_video, http_folder, tmp_path, monkeypatch, capfd
+):
+    """DNS rebinding: the name resolves to a public address when checked, then to loopback when the worker
+    connects. The download reads the address it reached and stops before the body, so nothing of the
+    worker's own network is fitted and uploaded to Segmind."""
+    import socket
+
+    from airflow_provider_aleph import access
+
+    folder, base = http_folder
+    (folder / "long.mp4").write_bytes(big_video.read_bytes())
+    port = int(base.rsplit(":", 1)[1])
+    name = "videos.rebind.test"
+    real = socket.getaddrinfo
+
+    def checked(host: str, *args, **kwargs):
+        return (
+            [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port))]
+            if host == name
+            else real(host, *args, **kwargs)
+        )
+
+    def connected(host: str, *args, **kwargs):
+        return real("127.0.0.1", *args, **kwargs) if host == name else real(host, *args, **kwargs)
+
+    monkeypatch.setattr(access, "resolve", checked)
+    monkeypatch.setattr(socket, "getaddrinfo", connected)
+    conf = _conf(big_video, tmp_path / "edited.mp4") | {"video": f"http://{name}:{port}/long.mp4"}
+
+    dag_run = dags.fit_url.test(run_conf=conf)
+
+    assert state(dag_run) == "failed"
+    assert segmind_conn.submissions == 0
+    assert segmind_conn.stats()["uploads"]["count"] == 0
+    assert says(failure_message(capfd), "answered from 127.0.0.1 (a loopback address)")
