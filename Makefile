@@ -97,13 +97,13 @@ services:
 # The test, lint and bench tools are dependency groups (pyproject.toml), never published metadata.
 FLOOR_DATE := 2025-09-10T00:00:00Z
 NEWEST := $(shell date -u +%Y-%m-%dT00:00:00Z)
-FLOOR_EXEMPT := pytest pytest-asyncio pytest-timeout respx segmind apache-airflow-providers-common-compat asgiref hypothesis moto playwright py-partiql-parser
+FLOOR_EXEMPT := pytest pytest-asyncio pytest-timeout respx segmind apache-airflow-providers-common-compat asgiref hypothesis moto playwright py-partiql-parser av
 lock: $(VENV)/.installed
-	$(BIN)/uv pip compile -q --universal --python-version 3.11 pyproject.toml --extra emulator \
+	$(BIN)/uv pip compile -q --universal --python-version 3.11 pyproject.toml --extra emulator --extra media \
 		--group pyproject.toml:test --group pyproject.toml:lint --group pyproject.toml:bench \
 		--group pyproject.toml:deployment \
 		requirements/airflow-3.3.in -o requirements/lock-airflow-3.3.txt
-	$(BIN)/uv pip compile -q --python-version 3.11 pyproject.toml --extra emulator --group pyproject.toml:test \
+	$(BIN)/uv pip compile -q --python-version 3.11 pyproject.toml --extra emulator --extra media --group pyproject.toml:test \
 		requirements/airflow-3.0.in -o requirements/lock-airflow-3.0.txt --exclude-newer $(FLOOR_DATE) \
 		$(foreach p,$(FLOOR_EXEMPT),--exclude-newer-package $(p)=$(NEWEST))
 

@@ -285,8 +285,32 @@ def finish(
         log=task.log,
         provenance=provenance,
     )
+    if getattr(task, "preview", False) and result["output_path"]:
+        add_previews(result, keep_existing=False, retry_safe=retry_safe, log=task.log)
     record_asset_events(context, task.outlets, result)
     return result
+
+
+def add_previews(result: SegmindResult, *, keep_existing: bool, retry_safe: bool, log: TaskLog) -> None:
+    """Write the poster and contact sheet beside the copied output (``preview=True``) and name them in
+    ``result`` as ``preview_path`` and ``contact_sheet_path``. A failure fails the task naming the request:
+    the output itself is copied, so a retry makes only the previews again.
+
+    :param result: the result, its ``output_path`` set.
+    :param keep_existing: keep previews already there (a reused output); False writes both anew.
+    :param retry_safe: whether an Airflow retry would reuse this request.
+    :param log: the task's logger.
+    """
+    from airflow_provider_aleph.media.preview import PreviewError, write_previews
+    from airflow_provider_aleph.storage.outbound import as_output_path
+
+    try:
+        previews = write_previews(as_output_path(str(result["output_path"])), log=log, keep_existing=keep_existing)
+    except PreviewError as err:
+        err.request_id = err.request_id or result["request_id"]
+        raise task_failure(err, retry_safe=retry_safe, note="the output is copied; its previews are not") from None
+    result["preview_path"] = str(previews.poster)
+    result["contact_sheet_path"] = str(previews.sheet)
 
 
 def deliver_output(

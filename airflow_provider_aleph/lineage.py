@@ -17,8 +17,8 @@ def record_asset_events(context: Context, outlets: Iterable[Any], result: Mappin
     """Attach where the output landed to the asset event of each ``Asset`` outlet of the task.
 
     Downstream DAGs scheduled on the asset read ``output_path``, ``request_id``, ``output_url`` and
-    ``cost`` (None when the API sent none) from the triggering event's ``extra``. Nothing is attached
-    when no copy was made.
+    ``cost`` (None when the API sent none) from the triggering event's ``extra``, and ``preview_path`` and
+    ``contact_sheet_path`` when previews were made. Nothing is attached when no copy was made.
     """
     if not result.get("output_path"):
         return
@@ -28,6 +28,8 @@ def record_asset_events(context: Context, outlets: Iterable[Any], result: Mappin
         "output_url": result.get("output_url"),
         "cost": result.get("cost"),
     }
+    # With preview=True: the poster and contact sheet beside the output.
+    extra.update({key: result[key] for key in ("preview_path", "contact_sheet_path") if result.get(key)})
     for outlet in outlets or ():
         if isinstance(outlet, Asset):
             context["outlet_events"][outlet].extra = dict(extra)

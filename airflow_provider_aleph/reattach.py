@@ -169,6 +169,38 @@ def withdraw_intent(store: StateStore) -> None:
         store.delete(STATE_KEY)
 
 
+def intent_before_submit(store: StateStore, digest: str, attempted_at: str) -> None:
+    """:func:`declare_intent`, or refuse to submit: without the intent, a try lost mid-submit would let
+    its retry pay again. Raises ``AirflowException`` (nothing was submitted).
+
+    :param store: the task's ``task_state_store``.
+    :param digest: :func:`fingerprint` of what is submitted.
+    :param attempted_at: ISO-8601 time of the submit.
+    """
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    try:
+        declare_intent(store, digest, attempted_at)
+    except Exception as err:
+        raise AirflowException(
+            f"Could not record the submit intent in the task state store ({type(err).__name__}: {err}); "
+            "nothing was submitted"
+        ) from None
+
+
+def withdraw_or_warn(store: StateStore, log: TaskLog) -> None:
+    """:func:`withdraw_intent`; when the store fails, the intent stays and a retry fails with "outcome
+    unknown" rather than risk paying twice (logged).
+
+    :param store: the task's ``task_state_store``.
+    :param log: the task's logger.
+    """
+    try:
+        withdraw_intent(store)
+    except Exception as err:
+        log.warning("Could not remove the submit intent (%s: %s)", type(err).__name__, err)
+
+
 def _check_intent(
     store: StateStore, intent: SubmitIntent, digest: str, max_tries: int | None, conn_id: str, log: TaskLog
 ) -> None:

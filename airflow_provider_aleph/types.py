@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -22,6 +22,9 @@ class SegmindResult(TypedDict):
     :param metrics: the API's ``metrics`` (``inference_time``, maybe ``queue_time``, ``cost``...).
     :param output: the API's raw ``output`` value.
     :param cost: ``metrics["cost"]``, or None when the API sent none.
+    :param preview_path: with ``preview=True``, the poster JPEG beside the copied output (a URI, like
+        ``output_path``); absent otherwise.
+    :param contact_sheet_path: with ``preview=True``, the contact sheet JPEG beside it; absent otherwise.
     """
 
     request_id: str
@@ -31,6 +34,8 @@ class SegmindResult(TypedDict):
     metrics: dict[str, Any]
     output: Any
     cost: Any
+    preview_path: NotRequired[str]
+    contact_sheet_path: NotRequired[str]
 
 
 class TaskLog(Protocol):

@@ -60,6 +60,19 @@ def output_path_needs_waiting() -> InvalidParameter:
     )
 
 
+def require_preview(preview: Any, output_path: Any) -> bool:
+    """``preview``, checked: a bool, and True only with an ``output_path`` (the previews go beside the copy)."""
+    if not isinstance(preview, bool):
+        raise InvalidParameter("preview", f"must be True or False; got {preview!r}")
+    if preview and is_empty(output_path):
+        raise InvalidParameter(
+            "preview",
+            "needs output_path: the poster and contact sheet are written beside the copied output. "
+            "Give output_path, or leave preview False",
+        )
+    return preview
+
+
 def accepted(request_id: str, status: str) -> SegmindResult:
     """The result of a task that did not wait (``wait_for_completion=False``): the job is still running."""
     return {

@@ -7,10 +7,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.providers.common.compat.sdk import AirflowException, BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_aleph.access import allowed_hosts_param, host_of, local_roots_param
-from airflow_provider_aleph.events import conclude, finish, task_failure, wait_in_worker
+from airflow_provider_aleph.events import add_previews, conclude, finish, task_failure, wait_in_worker
 from airflow_provider_aleph.exceptions import InvalidParameter, SegmindError, nothing_created
 from airflow_provider_aleph.hooks.segmind import SegmindHook
 from airflow_provider_aleph.inputs import (
@@ -25,6 +25,7 @@ from airflow_provider_aleph.inputs import (
 )
 from airflow_provider_aleph.lineage import openlineage_facets
 from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink, reset_output_url
+from airflow_provider_aleph.media import require_media
 from airflow_provider_aleph.metrics import job_submitted
 from airflow_provider_aleph.operators.params import (
     accepted,
@@ -34,17 +35,18 @@ from airflow_provider_aleph.operators.params import (
     payload_dict,
     presign_seconds,
     require_model,
+    require_preview,
     waiting_params,
 )
 from airflow_provider_aleph.reattach import (
     Resume,
     StoredRequest,
-    declare_intent,
     fingerprint,
+    intent_before_submit,
     recover,
     remember,
     state_store,
-    withdraw_intent,
+    withdraw_or_warn,
 )
 from airflow_provider_aleph.storage.inbound import DEFAULT_PRESIGN_SECONDS
 from airflow_provider_aleph.storage.outbound import check_output_path, probe_output_path
@@ -113,10 +115,14 @@ class SegmindSubmitOperator(BaseOperator):
         any time in its queue: a URL that expires first fails the job.
     :param allowed_hosts: private or loopback hosts (``host`` or ``host:port``) that http(s) inputs may
         name (not templated). The connection's own API and files API hosts are always allowed.
+    :param preview: after the copy, write a poster (``<output stem>.poster.jpg``, the middle frame) and a
+        contact sheet (``<output stem>.sheet.jpg``) beside ``output_path``, named in the result as
+        ``preview_path`` and ``contact_sheet_path`` (default False). Needs ``output_path`` and the
+        ``airflow-provider-aleph[media]`` extra on the worker; both are checked before anything is spent.
 
     Each ``Asset`` in the task's ``outlets`` gets, with every copied output, an asset event whose
-    extra carries ``output_path``, ``request_id``, ``output_url`` and ``cost``. An output reused under
-    ``if_output_exists="reuse"`` gets none: nothing new was made.
+    extra carries ``output_path``, ``request_id``, ``output_url`` and ``cost`` (and the preview paths). An
+    output reused under ``if_output_exists="reuse"`` gets none: nothing new was made.
     """
 
     template_fields: Sequence[str] = (
@@ -156,6 +162,7 @@ class SegmindSubmitOperator(BaseOperator):
         allowed_hosts: Sequence[str] | None = None,
         if_output_exists: str = "reuse",
         presign_expiration: float | timedelta = timedelta(seconds=DEFAULT_PRESIGN_SECONDS),
+        preview: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -177,6 +184,7 @@ class SegmindSubmitOperator(BaseOperator):
         self.if_output_exists = if_output_exists
         self.presign_expiration = presign_seconds(presign_expiration)
         check_literal(if_output_exists, require_if_output_exists)
+        self.preview = require_preview(preview, output_path)
 
     @cached_property
     def hook(self) -> SegmindHook:
@@ -245,6 +253,8 @@ class SegmindSubmitOperator(BaseOperator):
                 raise output_path_needs_waiting()
             check_output_path(self.output_path, local_roots=self.local_roots)
             if_exists = require_if_output_exists(self.if_output_exists)
+            if require_preview(self.preview, self.output_path):
+                require_media("preview")
         except InvalidParameter as err:
             raise task_failure(err, retry_safe=True, note="nothing was submitted") from None
         digest = fingerprint(self.model, payload)
@@ -265,7 +275,7 @@ class SegmindSubmitOperator(BaseOperator):
         if reused is not None:
             return self._reuse(context, reused)
         if store is not None:
-            self._declare_intent(store, digest)
+            intent_before_submit(store, digest, datetime.now(UTC).isoformat())
         submitted = self._submit(payload, store)
         now = datetime.now(UTC)
         job_submitted(self.model)
@@ -284,34 +294,17 @@ class SegmindSubmitOperator(BaseOperator):
         made = ti.xcom_pull(task_ids=ti.task_id, key=PROVENANCE_XCOM_KEY, map_indexes=ti.map_index)
         return self._finish(context, event, Provenance.from_json(made))
 
-    def _declare_intent(self, store: StateStore, digest: str) -> None:
-        try:
-            declare_intent(store, digest, datetime.now(UTC).isoformat())
-        except Exception as err:
-            # Without the intent a try lost mid-submit would let its retry pay again: do not submit.
-            raise AirflowException(
-                f"Could not record the submit intent in the task state store ({type(err).__name__}: {err}); "
-                "nothing was submitted"
-            ) from None
-
     def _submit(self, payload: dict[str, Any], store: StateStore | None = None) -> SubmitResponse:
         try:
             return self.hook.submit(self.model, payload)
         except SegmindError as err:
             if store is not None and nothing_created(err):
-                self._withdraw_intent(store)
+                withdraw_or_warn(store, self.log)
             # A retryable error here created nothing (the hook retries a POST only then, and raises the
             # never-retryable "outcome unknown" otherwise): an Airflow retry cannot pay twice.
             raise task_failure(err, retry_safe=True) from None
         finally:
             self.hook.close()
-
-    def _withdraw_intent(self, store: StateStore) -> None:
-        try:
-            withdraw_intent(store)
-        except Exception as err:
-            # The intent stays: a retry then fails with "outcome unknown" rather than risk paying twice.
-            self.log.warning("Could not remove the submit intent (%s: %s)", type(err).__name__, err)
 
     def _recover(self, store: StateStore, digest: str, max_tries: int | None) -> Recovery | None:
         try:
@@ -341,6 +334,8 @@ class SegmindSubmitOperator(BaseOperator):
         context["ti"].xcom_push(key="request_id", value=result["request_id"])
         context["ti"].xcom_push(key=OUTPUT_URL_XCOM_KEY, value=result["output_url"])
         self.delivered_path = result["output_path"]
+        if self.preview and result["output_path"]:
+            add_previews(result, keep_existing=True, retry_safe=True, log=self.log)
         return result
 
     def _wait(

@@ -133,3 +133,28 @@ def test_the_benchmark_import_check_catches_every_form() -> None:
         "command = ['python', '-m', 'benchmarks.run']\n"
     )
     assert imports_of_benchmarks(source, "probe.py") == [2, 3, 4, 6]
+
+
+#: Imports the modules named in argv[1] (JSON); prints the media libraries (PyAV, Pillow) loaded.
+_MEDIA_PROBE = """
+import importlib, json, sys
+for name in json.loads(sys.argv[1]):
+    importlib.import_module(name)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("av", "PIL"))))
+"""
+
+
+def test_the_provider_imports_the_media_extra_only_when_a_task_uses_it() -> None:
+    # The [media] extra is optional: loading the provider, the media package included, must not need it.
+    modules = [name for name in package_modules() if not is_emulator(name)]
+    assert f"{PACKAGE}.media.preview" in modules
+    done = subprocess.run(
+        [sys.executable, "-c", _MEDIA_PROBE, json.dumps(modules)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

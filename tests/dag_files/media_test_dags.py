@@ -1,0 +1,30 @@
+"""DAGs for the media options (``preview``, ``fit_input``), run with dag.test() against the emulator."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime
+
+from airflow.sdk import DAG, Asset
+
+from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
+
+START = datetime(2026, 1, 1)
+#: Local files the tests use live under the temporary folder; DAG code allows it, as a DAG author would.
+ROOTS = [tempfile.gettempdir()]
+#: The asset the edit task updates: its event carries the preview paths.
+EDITED = Asset("media_test_edited_video")
+PARAMS = {"prompt": "make it winter", "video": "", "output_path": "", "if_output_exists": "reuse"}
+
+with DAG("media_preview", schedule=None, start_date=START, params=PARAMS) as preview:
+    RunwayAlephOperator(
+        task_id="edit",
+        prompt="{{ params.prompt }}",
+        video="{{ params.video }}",
+        output_path="{{ params.output_path }}",
+        if_output_exists="{{ params.if_output_exists }}",
+        preview=True,
+        outlets=[EDITED],
+        local_roots=ROOTS,
+        poll_interval=0.1,
+    )
