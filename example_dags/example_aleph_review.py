@@ -219,8 +219,7 @@ if HITLBranchOperator is not None:
         """A review whose answer (option, who, when) is also kept in XCom ``decision`` for the publish task."""
 
         def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-            """Branch on the answer, as the base operator does, and record the answer."""
-            branches = super().execute_complete(context=context, event=event)
+            """Record the answer, then branch on it as the base operator does."""
             by = event.get("responded_by_user") or {}
             at = event.get("responded_at")
             context["ti"].xcom_push(
@@ -231,7 +230,8 @@ if HITLBranchOperator is not None:
                     "at": at.isoformat() if isinstance(at, datetime) else at,
                 },
             )
-            return branches
+            # Branching skips the other paths by raising (Airflow 3's task SDK): nothing runs after it.
+            return super().execute_complete(context=context, event=event)
 
     with DAG(
         dag_id=DAG_ID,

@@ -40,49 +40,68 @@ class Reviewer(threading.Thread):
         self.answers = list(answers)
         self.user = user
         self.reviews: list[Review] = []
+        #: The last error met while answering (answering is retried after one).
         self.error: BaseException | None = None
         self._finished = threading.Event()
+        self._stale: set[Any] = set()
 
     def __enter__(self) -> Reviewer:
+        # Reviews left waiting by an earlier run (of a failed test) are not this run's to answer.
+        self._stale = {ti.id for ti, _ in self._waiting()}
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._finished.set()
         self.join(30)
-        if self.error is not None:
-            raise self.error
+        if self.answers and self.error is not None:
+            raise RuntimeError(f"the reviewer left {len(self.answers)} answer(s) unsent") from self.error
 
     def run(self) -> None:
-        try:
-            while self.answers and not self._finished.wait(0.2):
+        failures = 0
+        while self.answers and not self._finished.wait(0.2):
+            try:
                 self._answer_one()
-        except BaseException as exc:  # surfaced in __exit__, in the test's thread
-            self.error = exc
+                failures = 0
+            except Exception as exc:  # e.g. SQLite busy while dag.test() writes: try again, up to a point
+                self.error = exc
+                failures += 1
+                if failures >= 25:
+                    return
 
-    def _answer_one(self) -> None:
-        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    def _waiting(self, session: Any = None) -> list[Any]:
+        """``(task instance, HITL detail)`` of each unanswered review of the DAG that waits for input."""
         from airflow.models.hitl import HITLDetail
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session
         from airflow.utils.state import TaskInstanceState
         from sqlalchemy import select
 
+        query = (
+            select(TaskInstance, HITLDetail)
+            .join(HITLDetail, HITLDetail.ti_id == TaskInstance.id)
+            .where(
+                TaskInstance.dag_id == self.dag_id,
+                TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                HITLDetail.responded_at.is_(None),
+            )
+        )
+        if session is not None:
+            return [tuple(row) for row in session.execute(query)]
+        with create_session() as own:
+            return [tuple(row) for row in own.execute(query)]
+
+    def _answer_one(self) -> None:
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+        from airflow.utils.session import create_session
+
         with create_session() as session:
-            waiting: Any = session.execute(
-                select(TaskInstance, HITLDetail)
-                .join(HITLDetail, HITLDetail.ti_id == TaskInstance.id)
-                .where(
-                    TaskInstance.dag_id == self.dag_id,
-                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
-                    HITLDetail.responded_at.is_(None),
-                )
-            ).first()
-            if waiting is None:
+            waiting = [row for row in self._waiting(session) if row[0].id not in self._stale]
+            if not waiting:
                 return
-            ti, detail = waiting
+            ti, detail = waiting[0]
             answer = self.answers.pop(0)
             self.reviews.append(
                 Review(ti.task_id, detail.subject, detail.body or "", list(detail.options), detail.defaults, answer)
