@@ -15,7 +15,7 @@ What the worker may touch is the DAG author's decision, never a run's: local fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -96,11 +96,16 @@ class InputPolicy:
     :param local_roots: folders local files may resolve under (none: local files are refused).
     :param allowed_hosts: private or loopback hosts (``host`` or ``host:port``) inputs may name; the
         connection's own API and files API hosts belong here.
+    :param fit: ``fit_input``: object storage videos of a field that declares its seconds are cut to
+        them and re-encoded under the field's limit when needed, instead of refused as too large.
+    :param fit_seconds: how many seconds to keep when fitting (None: each field's declared seconds).
     """
 
     mode: str
     local_roots: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    fit: bool = False
+    fit_seconds: float | None = None
 
 
 def shown(value: Any) -> str:
@@ -128,6 +133,18 @@ def require_file(spec: FileInput, value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class FitPlan:
+    """How an object storage video is fitted to its field (see :mod:`airflow_provider_aleph.media.fit`).
+
+    :param seconds: how many seconds of its start to keep.
+    :param max_bytes: the field's size limit, or None.
+    """
+
+    seconds: float
+    max_bytes: int | None
+
+
+@dataclass(frozen=True)
 class InspectedFiles:
     """A payload's file inputs after their checks, before any is presigned or uploaded.
 
@@ -135,11 +152,13 @@ class InspectedFiles:
     :param storage: the object storage inputs that passed, by field, ready for :func:`deliver_files`.
     :param identities: by file field, what tells its content from another (size and ETag or
         modification time, from the store or a HEAD), or None where the input gives neither.
+    :param fit: by object storage field, how to fit it (``fit_input``); fields not named pass as they are.
     """
 
     payload: dict[str, Any]
     storage: dict[str, Inspected]
     identities: dict[str, dict[str, Any] | None]
+    fit: dict[str, FitPlan] = field(default_factory=dict)
 
 
 def inspect_files(
@@ -166,14 +185,23 @@ def inspect_files(
     }
     storage: dict[str, Inspected] = {}
     identities: dict[str, dict[str, Any] | None] = {}
+    fit: dict[str, FitPlan] = {}
     for name, (source, spec) in files.items():
         if source is Source.STORAGE:
             require_under_roots(name, payload[name], policy.local_roots)
-            storage[name] = check_input(name, payload[name], max_bytes=spec.max_bytes, refuse_size=spec.too_large)
+            seconds = (policy.fit_seconds or spec.seconds_used) if policy.fit and spec.seconds_used else None
+            # A video that can be fitted is not refused for its size: fitting makes it small enough.
+            limit = spec.max_bytes if seconds is None else None
+            storage[name] = check_input(name, payload[name], max_bytes=limit, refuse_size=spec.too_large)
             identities[name] = identity_of(storage[name].info)
+            if seconds is not None:
+                fit[name] = FitPlan(seconds, spec.max_bytes)
+                # What is sent depends on the fit too: another fit_seconds is another job.
+                known = identities[name]
+                identities[name] = None if known is None else known | {"fit_seconds": seconds}
         elif source is Source.URL:
             identities[name] = _check_url(spec, payload[name], allowed_hosts=policy.allowed_hosts).identity
-    return InspectedFiles(dict(payload), storage, identities)
+    return InspectedFiles(dict(payload), storage, identities, fit)
 
 
 def deliver_files(
@@ -184,7 +212,8 @@ def deliver_files(
     log: TaskLog,
     expiration: int = DEFAULT_PRESIGN_SECONDS,
 ) -> dict[str, Any]:
-    """The payload with every checked object storage input presigned or uploaded (see ``input_mode``).
+    """The payload with every checked object storage input presigned or uploaded (see ``input_mode``); an
+    input to fit (``fit_input``) is fitted first when it must be, and the fitted file uploaded.
 
     :param inspected: what :func:`inspect_files` returned.
     :param mode: ``auto``, ``presign`` or ``upload`` (already checked).
@@ -192,6 +221,10 @@ def deliver_files(
     :param log: the task's logger.
     :param expiration: seconds a presigned URL stays valid.
     """
+    if inspected.fit:
+        from airflow_provider_aleph.media.inputs import deliver_fitted
+
+        return deliver_fitted(inspected, mode=mode, hook=hook, log=log, expiration=expiration)
     resolved = dict(inspected.payload)
     for name, checked in inspected.storage.items():
         resolved[name] = deliver(checked, mode=mode, hook=hook, log=log, expiration=expiration)

@@ -129,7 +129,8 @@ def airflow_env(conn: dict[str, object]) -> dict[str, str]:
 
 def start_emulator() -> tuple[subprocess.Popen[bytes], str]:
     try:
-        return spawn(["--port", "0", "--latency", "4", "--api-key", "demo-key"])
+        # --edit-outputs: with the [media] extra (in the dev locks), each output is visibly "edited".
+        return spawn(["--port", "0", "--latency", "4", "--api-key", "demo-key", "--edit-outputs"])
     except RuntimeError as err:
         sys.exit(f"the Segmind emulator did not start: {err}")
 

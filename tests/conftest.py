@@ -193,3 +193,19 @@ def s3_server():
 def s3_bucket(s3_server: S3Server) -> str:
     """A new, empty bucket on the session's moto server, for one test."""
     return s3_server.create_bucket()
+
+
+# -- a long, large source video, made once per session (tests/support/videos.py) --------------------
+
+
+@pytest.fixture(scope="session")
+def big_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 30 s H.264 MP4 of random noise, about 40 MiB: longer than Aleph's 5 s and over its 16 MB limit.
+
+    Made with PyAV in a few seconds (noise cannot be compressed, so the bitrate sets the size); the
+    media extra is in both locks, so a missing PyAV fails here rather than skipping.
+    """
+    from tests.support.videos import BIG_SECONDS, make_video
+
+    path = tmp_path_factory.mktemp("big-video") / "long-source.mp4"
+    return make_video(path, seconds=BIG_SECONDS, size=(640, 360), fps=24, noise=True, bit_rate=11_000_000)

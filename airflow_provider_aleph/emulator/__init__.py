@@ -17,8 +17,11 @@ and a run-time setting (``emu.config(name=value)`` or ``POST /_emulator/config``
   is fetched by the emulator; a failed fetch or a video over 16 MiB fails the (paid) job with
   ``could not fetch video: ...``; the fetched video is the job's output;
 - the files API (``POST /upload-asset``, ``upload_answer_key``) and public ``/assets/...``;
-- large outputs (``output_size``): a generated, streamed byte pattern per request id; check copies
-  with ``emu.expected_output_sha256(request_id)`` or :func:`expected_output_sha256`;
+- large outputs (``output_size``): a generated, streamed MP4 (the sample clip, then a ``free`` box
+  of a pattern per request id, to the exact size) that still decodes; check copies with
+  ``emu.expected_output_sha256(request_id)`` or :func:`expected_output_sha256`;
+- a visible edit (``edit_outputs``, with the ``[media]`` extra): a fetched clip comes back tinted by
+  its prompt and captioned with it (see ``edit``);
 - interrupted downloads (``cut_outputs``, ``cut_after_bytes``);
 - injected faults (``error_rate``, reproducible with ``seed``): 429s, 5xx gateway pages and dropped
   connections; a submit only gets faults that create nothing;

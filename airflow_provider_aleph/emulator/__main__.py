@@ -96,6 +96,12 @@ def _add_realism_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="serve every job's output as a generated stream of this many bytes (seeded by the request id)",
     )
+    outputs.add_argument(
+        "--edit-outputs",
+        action="store_true",
+        help="make a fetched video's output visibly edited: tinted by the prompt (cold for winter words, warm "
+        "otherwise) and captioned with it; needs airflow-provider-aleph[media] (without it, the input as it is)",
+    )
     outputs.add_argument("--cut-outputs", type=int, default=0, metavar="N", help="cut the next N output downloads")
     outputs.add_argument(
         "--cut-after-bytes", type=int, default=0, metavar="BYTES", help="body bytes sent before a cut download closes"
@@ -220,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fetch_timeout=args.fetch_timeout,
             upload_answer_key=args.upload_answer_key,
             output_size=args.output_size,
+            edit_outputs=args.edit_outputs,
             cut_outputs=args.cut_outputs,
             cut_after_bytes=args.cut_after_bytes,
             error_rate=args.error_rate,

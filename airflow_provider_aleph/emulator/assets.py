@@ -3,10 +3,11 @@ and generated outputs of any size.
 
 Uploaded assets and fetched input videos live in a temporary directory owned by the running
 emulator (created on start, removed on stop), so no set of files is ever held in memory. A
-generated output is a pattern of :data:`PATTERN_LENGTH` bytes derived from the request id,
-repeated up to the requested size: two requests never share an output, and
-:func:`output_bytes_iter` / :func:`expected_output_sha256` recompute it for tests without a
-download.
+generated output is a real MP4: the bundled sample clip, then a top-level ``free`` box filled with
+a pattern of :data:`PATTERN_LENGTH` bytes derived from the request id, up to the requested size.
+It decodes like the sample, two requests never share an output, and :func:`output_bytes_iter` /
+:func:`expected_output_sha256` recompute it for tests without a download. A size too small for the
+clip and a box header (see :func:`min_video_output`) is the bare pattern, not a video.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import mimetypes
 import re
 import shutil
+import struct
 import tempfile
 import threading
 import uuid
@@ -38,6 +40,8 @@ CHUNK_SIZE = 1024 * 1024
 FILE_CHUNK_SIZE = 256 * 1024
 # A prime length, so the pattern never lines up with power-of-two chunk or buffer sizes.
 PATTERN_LENGTH = 65521
+_BOX_HEADER = 8
+_MAX_BOX_SIZE = 2**32 - 1
 _ZEROS = bytes(CHUNK_SIZE)
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[^;,]*)*);base64,(?P<data>.*)", re.DOTALL)
 
@@ -74,21 +78,51 @@ async def file_chunks(path: Path) -> AsyncGenerator[bytes, None]:
             yield chunk
 
 
+def min_video_output() -> int:
+    """The smallest generated output that is a video (5,955 bytes: the sample and an 8-byte box header);
+    the sample's own size is one too. A smaller ``output_size`` makes the bare pattern, not a video."""
+    return len(sample_bytes()) + _BOX_HEADER
+
+
+def output_head(size: int) -> bytes:
+    """The start of a generated output of ``size`` bytes: the bundled sample clip and the header of a
+    top-level MP4 ``free`` box that spans the rest, so the whole file is a valid MP4 that decodes to the
+    sample (players skip ``free`` boxes). Empty when ``size`` cannot hold the clip and a box header (under
+    :func:`min_video_output` bytes, except the sample's exact size): such an output is the bare pattern.
+
+    :param size: the output's total size.
+    """
+    sample = sample_bytes()
+    padding = size - len(sample)
+    if padding == 0:
+        return sample
+    if padding < _BOX_HEADER:
+        return b""
+    if padding <= _MAX_BOX_SIZE:
+        return sample + struct.pack(">I4s", padding, b"free")
+    # Past 4 GiB a box states its size in 64 bits (size field 1, then the "largesize").
+    return sample + struct.pack(">I4sQ", 1, b"free", padding)
+
+
 def output_bytes_iter(request_id: str, size: int, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """Yield the generated output of ``request_id`` when ``output_size`` is ``size``, in chunks.
+    """Yield the generated output of ``request_id`` when ``output_size`` is ``size``, in chunks: the
+    :func:`output_head` (a playable clip and a ``free`` box header), then a pattern derived from the
+    request id filling the box.
 
     :param request_id: the job's request id, which seeds the pattern.
     :param size: total number of bytes.
     :param chunk_size: bytes per chunk.
     """
+    head = output_head(size)
     pattern = hashlib.shake_256(f"segmind-emulator-output:{request_id}".encode()).digest(PATTERN_LENGTH)
     # One tile longer than a chunk lets every chunk be a single slice, whatever its offset.
     tile = pattern * (chunk_size // PATTERN_LENGTH + 2)
     offset = 0
     while offset < size:
         length = min(chunk_size, size - offset)
-        start = offset % PATTERN_LENGTH
-        yield tile[start : start + length]
+        lead = head[offset : offset + length]
+        start = (offset + len(lead) - len(head)) % PATTERN_LENGTH
+        yield lead + tile[start : start + length - len(lead)] if lead else tile[start : start + length]
         offset += length
 
 

@@ -96,6 +96,9 @@ class EmulatorConfig:
     :param fetch_timeout: seconds allowed for each input fetch.
     :param upload_answer_key: key of the URL list in the files API answer, ``file_urls`` or ``urls``.
     :param output_size: when set, every new job's output is a generated stream of this many bytes.
+    :param edit_outputs: make a fetched video's output visibly edited (tinted by the prompt, captioned with
+        it; needs the ``[media]`` extra, see :mod:`~airflow_provider_aleph.emulator.edit`); False (the
+        default) serves the input unchanged, so a test can compare the copy with what it sent.
     :param cut_outputs: the next N output downloads (GET) are cut short.
     :param cut_after_bytes: bytes sent before a cut download is closed (at most the size minus one).
     :param error_rate: probability, from 0 to 1, that an API request gets an injected fault.
@@ -134,6 +137,7 @@ class EmulatorConfig:
     fetch_timeout: float = 10.0
     upload_answer_key: str = "file_urls"
     output_size: int | None = None
+    edit_outputs: bool = False
     cut_outputs: int = 0
     cut_after_bytes: int = 0
     error_rate: float = 0.0
@@ -164,6 +168,8 @@ class EmulatorConfig:
         _check_number("fetch_timeout", self.fetch_timeout, positive=True)
         _check_choice("upload_answer_key", self.upload_answer_key, UPLOAD_ANSWER_KEYS)
         _check_count("output_size", self.output_size, optional=True)
+        if not isinstance(self.edit_outputs, bool):
+            raise ValueError(f"edit_outputs must be true or false, got {self.edit_outputs!r}")
         _check_count("cut_outputs", self.cut_outputs)
         _check_count("cut_after_bytes", self.cut_after_bytes)
         _check_number("error_rate", self.error_rate, upper=1.0)

@@ -133,9 +133,28 @@ class InputFetcher:
             if video_path is not None:
                 video_path.unlink(missing_ok=True)
             video_path = None
+        if video_path is not None and self._config.edit_outputs:
+            video_path = await self._edited(request_id, video_path)
         settled = self._jobs.settle_inputs(request_id, error, None if video_path is None else str(video_path))
         if settled is None and video_path is not None:
             video_path.unlink(missing_ok=True)  # the job was forgotten (reset) while we fetched
+
+    async def _edited(self, request_id: str, video: Path) -> Path:
+        """The job's output with the emulator's visible edit (``edit_outputs``), or ``video`` unchanged when
+        the media extra is missing or the input is not a short decodable video. Runs in a worker thread:
+        re-encoding must not stall the other clients."""
+        from airflow_provider_aleph.emulator.edit import edit_available, edit_video
+
+        job = self._jobs.get(request_id)
+        if job is None or not edit_available():
+            return video
+        prompt = job.payload.get("prompt")
+        dest = video.with_name(f"{video.stem}.edited.mp4")
+        if not await anyio.to_thread.run_sync(edit_video, video, dest, prompt if isinstance(prompt, str) else ""):
+            return video
+        self._counters.event("edits")
+        video.unlink(missing_ok=True)
+        return dest
 
     async def _fetch(self, url: str, target: Path | None) -> None:
         """Fetch one input into ``target`` (or nowhere); raise InputRejected, httpx.HTTPError or OSError."""

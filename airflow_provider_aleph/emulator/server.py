@@ -78,6 +78,7 @@ class Emulator:
     :param fetch_timeout: seconds allowed for each input fetch.
     :param upload_answer_key: key of the URL list in the files API answer, ``file_urls`` or ``urls``.
     :param output_size: when set, every job's output is a generated stream of this many bytes.
+    :param edit_outputs: tint and caption a fetched video's output by the prompt (needs the media extra).
     :param cut_outputs: the next N output downloads are cut after ``cut_after_bytes`` bytes.
     :param cut_after_bytes: body bytes sent before a cut download is closed.
     :param error_rate: probability, from 0 to 1, that an API request gets an injected fault.
@@ -117,6 +118,7 @@ class Emulator:
         fetch_timeout: float = 10.0,
         upload_answer_key: str = "file_urls",
         output_size: int | None = None,
+        edit_outputs: bool = False,
         cut_outputs: int = 0,
         cut_after_bytes: int = 0,
         error_rate: float = 0.0,
@@ -146,6 +148,7 @@ class Emulator:
             fetch_timeout=fetch_timeout,
             upload_answer_key=upload_answer_key,
             output_size=output_size,
+            edit_outputs=edit_outputs,
             cut_outputs=cut_outputs,
             cut_after_bytes=cut_after_bytes,
             error_rate=error_rate,

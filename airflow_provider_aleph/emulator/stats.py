@@ -76,6 +76,7 @@ class Counters:
                 "outage_answers": self._events["outage_answers"],
                 "uploads": {"count": len(self._upload_urls), "urls": list(self._upload_urls)},
                 "fetches": self._events["fetches"],
+                "edits": self._events["edits"],
                 "fetch_failures": {"count": len(self._fetch_errors), "errors": list(self._fetch_errors)},
             }
 

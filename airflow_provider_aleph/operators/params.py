@@ -16,8 +16,9 @@ from airflow_provider_aleph.exceptions import InvalidParameter
 from airflow_provider_aleph.storage.inbound import MAX_PRESIGN_SECONDS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
+    from airflow_provider_aleph.inputs import FileInput
     from airflow_provider_aleph.types import SegmindResult
 
 MODEL_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -71,6 +72,49 @@ def require_preview(preview: Any, output_path: Any) -> bool:
             "Give output_path, or leave preview False",
         )
     return preview
+
+
+#: The range of ``fit_seconds``: at least a few frames, at most a minute (models use seconds, not minutes).
+FIT_SECONDS_RANGE = (0.5, 60.0)
+
+
+def require_fit(fit_input: Any, fit_seconds: Any, declared: Iterable[FileInput]) -> tuple[bool, float | None]:
+    """``fit_input`` and ``fit_seconds``, checked: a bool, and seconds within :data:`FIT_SECONDS_RANGE`
+    (None: the seconds each video field declares), only with ``fit_input`` and a field to fit.
+
+    :param fit_input: the value given.
+    :param fit_seconds: the value given.
+    :param declared: the operator's file fields; one must declare the seconds its model uses.
+    """
+    if not isinstance(fit_input, bool):
+        raise InvalidParameter("fit_input", f"must be True or False; got {fit_input!r}")
+    videos = [spec.name for spec in declared if spec.seconds_used]
+    if fit_input and not videos:
+        raise InvalidParameter(
+            "fit_input",
+            "this operator declares no video input with the seconds its model uses; use an operator that "
+            "does (RunwayAlephOperator's video)",
+        )
+    if fit_seconds is None:
+        return fit_input, None
+    low, high = FIT_SECONDS_RANGE
+    number = isinstance(fit_seconds, int | float) and not isinstance(fit_seconds, bool)
+    if not number or not low <= fit_seconds <= high:
+        raise InvalidParameter(
+            "fit_seconds", f"must be a number of seconds from {low:g} to {high:g}; got {fit_seconds!r}"
+        )
+    if not fit_input:
+        raise InvalidParameter("fit_seconds", "has no effect without fit_input=True; set both, or neither")
+    return fit_input, float(fit_seconds)
+
+
+def require_media_options(preview: bool, fit_input: bool) -> None:
+    """Refuse ``preview`` or ``fit_input`` before anything is spent when the media extra is not installed."""
+    from airflow_provider_aleph.media import require_media
+
+    for name, wanted in (("fit_input", fit_input), ("preview", preview)):
+        if wanted:
+            require_media(name)
 
 
 def accepted(request_id: str, status: str) -> SegmindResult:

@@ -25,7 +25,6 @@ from airflow_provider_aleph.inputs import (
 )
 from airflow_provider_aleph.lineage import openlineage_facets
 from airflow_provider_aleph.links import OUTPUT_URL_XCOM_KEY, SegmindOutputLink, reset_output_url
-from airflow_provider_aleph.media import require_media
 from airflow_provider_aleph.metrics import job_submitted
 from airflow_provider_aleph.operators.params import (
     accepted,
@@ -34,6 +33,8 @@ from airflow_provider_aleph.operators.params import (
     output_path_needs_waiting,
     payload_dict,
     presign_seconds,
+    require_fit,
+    require_media_options,
     require_model,
     require_preview,
     waiting_params,
@@ -115,10 +116,13 @@ class SegmindSubmitOperator(BaseOperator):
         any time in its queue: a URL that expires first fails the job.
     :param allowed_hosts: private or loopback hosts (``host`` or ``host:port``) that http(s) inputs may
         name (not templated). The connection's own API and files API hosts are always allowed.
-    :param preview: after the copy, write a poster (``<output stem>.poster.jpg``, the middle frame) and a
-        contact sheet (``<output stem>.sheet.jpg``) beside ``output_path``, named in the result as
-        ``preview_path`` and ``contact_sheet_path`` (default False). Needs ``output_path`` and the
-        ``airflow-provider-aleph[media]`` extra on the worker; both are checked before anything is spent.
+    :param fit_input: in the worker, before anything is spent, cut an object storage video longer than its
+        field's seconds (Aleph: 5) or over its size limit to its first ``fit_seconds``, re-encoded as H.264
+        MP4 under the limit with a margin, and upload that; one within both is sent unchanged (default False).
+    :param fit_seconds: seconds kept when fitting, 0.5 to 60 (default: the field's); needs ``fit_input``.
+    :param preview: write a poster ``<output stem>.poster.jpg`` and a contact sheet ``<output stem>.sheet.jpg``
+        beside the copied output, named in the result as ``preview_path`` and ``contact_sheet_path``
+        (default False; needs ``output_path``). ``fit_input`` and ``preview`` need the ``[media]`` extra.
 
     Each ``Asset`` in the task's ``outlets`` gets, with every copied output, an asset event whose
     extra carries ``output_path``, ``request_id``, ``output_url`` and ``cost`` (and the preview paths). An
@@ -162,6 +166,8 @@ class SegmindSubmitOperator(BaseOperator):
         allowed_hosts: Sequence[str] | None = None,
         if_output_exists: str = "reuse",
         presign_expiration: float | timedelta = timedelta(seconds=DEFAULT_PRESIGN_SECONDS),
+        fit_input: bool = False,
+        fit_seconds: float | None = None,
         preview: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -185,6 +191,7 @@ class SegmindSubmitOperator(BaseOperator):
         self.presign_expiration = presign_seconds(presign_expiration)
         check_literal(if_output_exists, require_if_output_exists)
         self.preview = require_preview(preview, output_path)
+        self.fit_input, self.fit_seconds = require_fit(fit_input, fit_seconds, self.file_inputs)
 
     @cached_property
     def hook(self) -> SegmindHook:
@@ -218,7 +225,8 @@ class SegmindSubmitOperator(BaseOperator):
         params = self.hook.get_conn_params()
         # The connection's own hosts, any port: an emulator (or a private gateway) its owner set up.
         own = (host_of(params.base_url), host_of(params.upload_url))
-        return InputPolicy(require_input_mode(self.input_mode), self.local_roots, self.allowed_hosts + own)
+        mode = require_input_mode(self.input_mode)
+        return InputPolicy(mode, self.local_roots, self.allowed_hosts + own, self.fit_input, self.fit_seconds)
 
     def inspect_inputs(self, payload: dict[str, Any]) -> InspectedFiles:
         """Check every file input from its metadata, noting its identity; nothing is uploaded yet."""
@@ -253,8 +261,7 @@ class SegmindSubmitOperator(BaseOperator):
                 raise output_path_needs_waiting()
             check_output_path(self.output_path, local_roots=self.local_roots)
             if_exists = require_if_output_exists(self.if_output_exists)
-            if require_preview(self.preview, self.output_path):
-                require_media("preview")
+            require_media_options(require_preview(self.preview, self.output_path), self.fit_input)
         except InvalidParameter as err:
             raise task_failure(err, retry_safe=True, note="nothing was submitted") from None
         digest = fingerprint(self.model, payload)
@@ -381,15 +388,12 @@ class SegmindSubmitOperator(BaseOperator):
         self.delivered_path = result["output_path"]
         return result
 
-    # -- lineage --------------------------------------------------------------------------------
-
+    # -- lineage ----------------------------------------------------------------------------------
     #: Where the last successful run of this operator object copied its output (for lineage).
     delivered_path: str | None = None
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the input files and the copied output (called by the OpenLineage provider)."""
-        inputs = lineage_inputs(
-            self.given_inputs(), self.file_inputs, every_file_value=self.resolve_every_storage_value
-        )
-        outputs = [self.delivered_path] if self.delivered_path else []
-        return openlineage_facets(inputs, outputs)
+        every = self.resolve_every_storage_value
+        inputs = lineage_inputs(self.given_inputs(), self.file_inputs, every_file_value=every)
+        return openlineage_facets(inputs, [self.delivered_path] if self.delivered_path else [])

@@ -60,7 +60,12 @@ def too_large(
         return f"{n} bytes" if n < _MIB else f"{n / _MIB:.1f} MiB ({n} bytes)"
 
     ceiling = f"{limit / _MIB:g} MiB" if limit >= _MIB else f"{limit} bytes"
-    trim = f" (the model uses only about the first {seconds_used:g} s: trim it)" if seconds_used else ""
+    trim = (
+        f" (the model uses only about the first {seconds_used:g} s: trim it, or read it from object storage "
+        "with fit_input=True to have the worker cut and re-encode it to fit)"
+        if seconds_used
+        else ""
+    )
     return InvalidParameter(parameter, f"{shown} is {amount(size)}; at most {ceiling} is accepted{trim}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from datetime import datetime
 
-from airflow.sdk import DAG, Asset
+from airflow.sdk import DAG, Asset, task
 
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
 
@@ -28,3 +28,56 @@ with DAG("media_preview", schedule=None, start_date=START, params=PARAMS) as pre
         local_roots=ROOTS,
         poll_interval=0.1,
     )
+
+with DAG("media_fit", schedule=None, start_date=START, params=PARAMS) as fit:
+    RunwayAlephOperator(
+        task_id="edit",
+        prompt="{{ params.prompt }}",
+        video="{{ params.video }}",
+        output_path="{{ params.output_path }}",
+        if_output_exists="{{ params.if_output_exists }}",
+        fit_input=True,
+        # Local inputs are uploaded either way; the fitted one must be, whatever this says.
+        input_mode="auto",
+        outlets=[EDITED],
+        local_roots=ROOTS,
+        poll_interval=0.1,
+    )
+
+with DAG("media_fit_3s", schedule=None, start_date=START, params=PARAMS) as fit_3s:
+    RunwayAlephOperator(
+        task_id="edit",
+        prompt="{{ params.prompt }}",
+        video="{{ params.video }}",
+        output_path="{{ params.output_path }}",
+        fit_input=True,
+        fit_seconds=3,
+        preview=True,
+        local_roots=ROOTS,
+        poll_interval=0.1,
+    )
+
+with DAG("media_no_fit", schedule=None, start_date=START, params=PARAMS) as no_fit:
+    RunwayAlephOperator(
+        task_id="edit",
+        prompt="{{ params.prompt }}",
+        video="{{ params.video }}",
+        output_path="{{ params.output_path }}",
+        local_roots=ROOTS,
+        poll_interval=0.1,
+    )
+
+with DAG("media_decorated", schedule=None, start_date=START, params={"video": "", "output_dir": ""}) as decorated:
+    # The decorator passes the operator's parameters through: fit the input, preview the output.
+    @task.runway_aleph(
+        video="{{ params.video }}",
+        output_path="{{ params.output_dir }}/",
+        fit_input=True,
+        preview=True,
+        local_roots=ROOTS,
+        poll_interval=0.1,
+    )
+    def edit_decorated() -> str:
+        return "make it winter"
+
+    edit_decorated.override(task_id="edit")()

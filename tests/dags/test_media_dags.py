@@ -118,3 +118,45 @@ def test_preview_without_the_media_extra_fails_before_any_submit(
     message = failure_message(capfd)
     assert says(message, "Invalid parameter 'preview'")
     assert says(message, "pip install airflow-provider-aleph[media]")
+
+
+def test_previews_are_written_beside_an_output_in_a_bucket(segmind_conn, preview_dag, s3_server, s3_bucket, tmp_path):
+    video = make_video(tmp_path / "clip.mp4", seconds=2, size=(160, 90))
+    output = s3_server.uri(s3_bucket, "edited/clip.mp4")
+
+    dag_run = preview_dag.test(run_conf=_conf(video.as_uri(), output))
+
+    assert state(dag_run) == "success"
+    result = xcom(dag_run, "return_value")
+    assert sorted(s3_server.keys(s3_bucket)) == [
+        "edited/clip.mp4",
+        "edited/clip.mp4.segmind.json",
+        "edited/clip.poster.jpg",
+        "edited/clip.sheet.jpg",
+    ]
+    assert result["preview_path"].endswith(f"{s3_bucket}/edited/clip.poster.jpg")
+    assert result["contact_sheet_path"].endswith(f"{s3_bucket}/edited/clip.sheet.jpg")
+    poster = tmp_path / "poster.jpg"
+    poster.write_bytes(s3_server.get(s3_bucket, "edited/clip.poster.jpg"))
+    assert jpeg_size(poster) == (160, 90)
+    [extra] = _asset_events(dag_run)
+    assert extra["preview_path"] == result["preview_path"]
+
+
+def test_an_output_that_is_not_a_video_fails_its_previews_naming_the_request(
+    segmind_conn, preview_dag, tmp_path, capfd
+):
+    # Below the size that can hold a video, the emulator's generated output is a bare byte pattern.
+    segmind_conn.config(output_size=1000)
+    video = make_video(tmp_path / "clip.mp4", seconds=1)
+    target = tmp_path / "edited.mp4"
+
+    dag_run = preview_dag.test(run_conf=_conf(video.as_uri(), target.as_uri()))
+
+    assert state(dag_run) == "failed"
+    assert segmind_conn.submissions == 1
+    assert target.stat().st_size == 1000, "the output itself is copied"
+    [job] = segmind_conn.jobs.values()
+    message = failure_message(capfd)
+    assert says(message, "is not a video that can be decoded for its previews")
+    assert says(message, f"request_id={job.request_id}")

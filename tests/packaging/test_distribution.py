@@ -141,8 +141,9 @@ def test_published_metadata_names_the_licence_and_no_development_tool(wheel_meta
     declared = {canonicalize_name(r.name) for r in requirements}
     assert declared >= {"apache-airflow", "httpx", "pendulum", "tenacity"}
     assert declared.isdisjoint(DEVELOPMENT_TOOLS), sorted(declared & DEVELOPMENT_TOOLS)
-    # The one extra users install is the emulator's web server; the development tools are groups.
-    assert wheel_metadata["Provides-Extra"] == ["emulator"]
+    # The extras users install: the emulator's web server, and the media libraries (fit_input, preview);
+    # the development tools are groups.
+    assert wheel_metadata["Provides-Extra"] == ["emulator", "media"]
 
 
 def test_the_installed_wheel_is_a_provider_airflow_finds(built: dict[str, Path], tmp_path: Path) -> None:

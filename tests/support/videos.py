@@ -26,6 +26,7 @@ def make_video(
     size: tuple[int, int] = (160, 90),
     fps: int = 12,
     noise: bool = False,
+    grey: bool = False,
     bit_rate: int | None = None,
 ) -> Path:
     """Write an H.264 MP4 to ``path``: a colour ramp (small file) or random noise (large file).
@@ -35,6 +36,7 @@ def make_video(
     :param size: width and height (even numbers).
     :param fps: frames per second.
     :param noise: random pixels in every frame, so the file's size follows ``bit_rate``.
+    :param grey: every frame mid-grey (neither warm nor cold), instead of the colour ramp.
     :param bit_rate: the encoder's target bits per second (None: its default quality).
     """
     import av
@@ -54,6 +56,8 @@ def make_video(
         for index in range(round(seconds * fps)):
             if noise:
                 image = Image.frombytes("RGB", size, os.urandom(width * height * 3))
+            elif grey:
+                image = Image.new("RGB", size, (128, 128, 128))
             else:
                 shade = int(255 * index / max(1, seconds * fps))
                 image = Image.new("RGB", size, (shade, 128, 255 - shade))
