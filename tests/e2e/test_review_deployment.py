@@ -24,6 +24,7 @@ from tests.e2e.test_ui_browser import browser, chromium, page, screenshot  # noq
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from playwright.sync_api import Page
 
@@ -59,19 +60,67 @@ def review_bucket(deployment: AirflowDeployment, s3_server: S3Server) -> str:
 
 @pytest.fixture
 def short_jobs(e2e_emulator: EmulatorProcess) -> Iterator[EmulatorProcess]:
-    """The emulator with no earlier jobs, each job taking ``SHORT_JOB`` seconds for this test."""
+    """The emulator with no earlier jobs, each job taking ``SHORT_JOB`` seconds and visibly editing its
+    video (a tint, the prompt as a caption) for this test."""
     e2e_emulator.reset()
-    e2e_emulator.configure(latency=SHORT_JOB)
+    e2e_emulator.configure(latency=SHORT_JOB, edit_outputs=True)
     try:
         yield e2e_emulator
     finally:
-        e2e_emulator.configure(latency=JOB_LATENCY)
+        e2e_emulator.configure(latency=JOB_LATENCY, edit_outputs=False)
 
 
-def start_review(deployment: AirflowDeployment, bucket: str, seed: int) -> str:
-    """Trigger the example with its candidates and published videos in ``bucket``; return the run id."""
+def harbour_clip(path: Path, seconds: int = 3, size: tuple[int, int] = (640, 360), fps: int = 12) -> Path:
+    """A small drawn scene (sky, sun, sea, a sailing boat) as an H.264 MP4, so the poster looks like a picture.
+
+    :param path: where to write it.
+    :param seconds: its length.
+    :param size: width and height.
+    :param fps: frames per second.
+    """
+    import av
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    horizon = height * 3 // 5
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for index in range(seconds * fps):
+            image = Image.new("RGB", size)
+            draw = ImageDraw.Draw(image)
+            for y in range(horizon):  # sky: deep blue at the top to pale at the horizon
+                shade = y * 120 // horizon
+                draw.line([(0, y), (width, y)], fill=(90 + shade, 150 + shade // 2, 230))
+            draw.ellipse([width - 170, 40, width - 90, 120], fill=(255, 214, 90))
+            draw.rectangle([0, horizon, width, height], fill=(30, 90, 140))
+            draw.polygon([(0, horizon), (180, horizon - 70), (360, horizon)], fill=(70, 110, 80))
+            x = 120 + index * 6
+            draw.polygon(
+                [(x, horizon + 40), (x + 120, horizon + 40), (x + 100, horizon + 62), (x + 20, horizon + 62)],
+                fill=(120, 60, 40),
+            )
+            draw.polygon(
+                [(x + 60, horizon + 36), (x + 60, horizon - 60), (x + 110, horizon + 36)], fill=(245, 245, 240)
+            )
+            frame = av.VideoFrame.from_image(image)
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def start_review(deployment: AirflowDeployment, bucket: str, seed: int, video: str | None = None) -> str:
+    """Trigger the example with its candidates and published videos in ``bucket``; return the run id.
+
+    :param video: the source video's URI (default: the example's own sample clip).
+    """
     deployment.wait_for_dag(REVIEW_DAG)
     conf = {
+        **({"video": video} if video else {}),
         "seed": seed,
         "work_prefix": f"s3://{bucket}/candidates/",
         "published_prefix": f"s3://{bucket}/published/",
@@ -96,22 +145,43 @@ def wait_for_review(deployment: AirflowDeployment, run_id: str, task_id: str) ->
             detail: dict[str, Any] = deployment.api("GET", hitl_path(run_id, task_id))
             return detail
         time.sleep(1)
-    raise AssertionError(f"{task_id} of {run_id} did not wait for a review within {STEP_TIMEOUT:.0f}s{deployment.tails()}")
+    raise AssertionError(
+        f"{task_id} of {run_id} did not wait for a review within {STEP_TIMEOUT:.0f}s{deployment.tails()}"
+    )
+
+
+def wait_until_parked(deployment: AirflowDeployment, run_id: str, task_id: str) -> None:
+    """Wait until the scheduler has seen the review's worker exit after parking it in ``awaiting_input``.
+
+    Airflow 3.3.2 fails a review answered before that (the answer queues the task again, and the late
+    "success" of the parked worker then reads as a state changed from outside). A person never answers
+    that fast; a test does, so it waits for the scheduler's own log line of that event.
+    """
+    wanted = f"task_id='{task_id}', run_id='{run_id}'"
+    log = deployment.logs / "scheduler.log"
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if "Received executor event with state success" in line and wanted in line:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"the scheduler did not see {task_id}'s worker exit{deployment.tails()}")
 
 
 def answer(deployment: AirflowDeployment, run_id: str, task_id: str, option: str) -> None:
     """Answer a review through the REST API, as the ``admin`` user."""
+    wait_until_parked(deployment, run_id, task_id)
     deployment.api("PATCH", hitl_path(run_id, task_id), json={"chosen_options": [option], "params_input": {}})
 
 
-def open_review(page: Page, deployment: AirflowDeployment, run_id: str, task_id: str) -> None:
+def open_review(view: Page, deployment: AirflowDeployment, run_id: str, task_id: str) -> None:
     """Open a review's "Required Actions" view and wait until its poster image is decoded."""
-    page.goto(f"{deployment.base_url}/dags/{REVIEW_DAG}/runs/{quote(run_id)}/tasks/{task_id}/required_actions")
-    poster = page.get_by_role("img", name="poster")
+    view.goto(f"{deployment.base_url}/dags/{REVIEW_DAG}/runs/{quote(run_id)}/tasks/{task_id}/required_actions")
+    poster = view.get_by_role("img", name="poster")
     poster.wait_for()
     poster.scroll_into_view_if_needed()
     # Rendered means fetched over http(s) and decoded: a broken image has naturalWidth 0.
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=poster.element_handle())
+    view.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=poster.element_handle())
     assert poster.evaluate("img => img.naturalWidth") > 0
 
 
@@ -129,10 +199,18 @@ def published_record(s3_server: S3Server, bucket: str, run_id: str, round_no: in
 
 
 def test_review_shows_the_poster_and_another_seed_then_approval_publishes(
-    page: Page, deployment: AirflowDeployment, short_jobs: EmulatorProcess, s3_server: S3Server, review_bucket: str
+    page: Page,  # noqa: F811 (the fixture)
+    deployment: AirflowDeployment,
+    short_jobs: EmulatorProcess,
+    s3_server: S3Server,
+    review_bucket: str,
+    tmp_path: Path,
 ) -> None:
     """Round 1 in the approval view (poster rendered), "Try another seed" and "Approve" through the REST API."""
-    run_id = start_review(deployment, review_bucket, seed=42)
+    source = harbour_clip(tmp_path / "harbour.mp4")
+    s3_server.put(review_bucket, "sources/harbour.mp4", source.read_bytes(), content_type="video/mp4")
+    video = f"s3://{S3_CONN}@{review_bucket}/sources/harbour.mp4"
+    run_id = start_review(deployment, review_bucket, seed=42, video=video)
 
     first = wait_for_review(deployment, run_id, "round_1.review")
     assert first["options"] == ["Approve", "Reject", "Try another seed"]
@@ -155,11 +233,16 @@ def test_review_shows_the_poster_and_another_seed_then_approval_publishes(
 
 
 def test_approving_in_the_ui_publishes(
-    page: Page, deployment: AirflowDeployment, short_jobs: EmulatorProcess, s3_server: S3Server, review_bucket: str
+    page: Page,  # noqa: F811 (the fixture)
+    deployment: AirflowDeployment,
+    short_jobs: EmulatorProcess,
+    s3_server: S3Server,
+    review_bucket: str,
 ) -> None:
     """A person clicks "Approve" in the approval view; the edit is published."""
     run_id = start_review(deployment, review_bucket, seed=7)
     wait_for_review(deployment, run_id, "round_1.review")
+    wait_until_parked(deployment, run_id, "round_1.review")
     open_review(page, deployment, run_id, "round_1.review")
 
     page.get_by_role("button", name="Approve").click()
