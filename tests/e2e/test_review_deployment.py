@@ -10,6 +10,7 @@ the test checks the ``<img>`` decoded (``naturalWidth > 0``) and saves a screens
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY
-from tests.e2e.conftest import JOB_LATENCY
+from tests.e2e.conftest import JOB_LATENCY, REPO
 from tests.e2e.test_ui_browser import browser, chromium, page, screenshot  # noqa: F401 (fixtures)
 
 if TYPE_CHECKING:
@@ -33,11 +34,22 @@ if TYPE_CHECKING:
     from tests.support.deployment import AirflowDeployment
 
 REVIEW_DAG = "example_aleph_review"
+EXAMPLES = REPO / "example_dags"
 S3_CONN = "aleph_review_s3"
 #: Seconds an emulated job takes in these tests.
 SHORT_JOB = 2
 #: Generous bound for a run to reach its next review (scheduling, a job, previews, presigning).
 STEP_TIMEOUT = 6 * JOB_LATENCY
+
+
+def example() -> Any:
+    """The example's module, for its own naming of a run's files."""
+    spec = importlib.util.spec_from_file_location(REVIEW_DAG, EXAMPLES / f"{REVIEW_DAG}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +199,7 @@ def open_review(view: Page, deployment: AirflowDeployment, run_id: str, task_id:
 
 def published_record(s3_server: S3Server, bucket: str, run_id: str, round_no: int) -> dict[str, Any]:
     """Check the approved round's video landed under ``published/``; return its review record."""
-    folder = run_id.replace("+", "-")
-    folder = "".join(char for char in folder if char.isalnum() or char in "_.-")
+    folder = example().run_folder(run_id)
     candidate = s3_server.get(bucket, f"candidates/{folder}/round-{round_no}.mp4")
     published = s3_server.get(bucket, f"published/{folder}.mp4")
     assert published == candidate
