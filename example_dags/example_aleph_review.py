@@ -7,8 +7,9 @@ URLs of the poster, the contact sheet and the video, valid longer than the revie
 ``review`` (Airflow's human-in-the-loop branch operator; its Markdown body shows the poster and links
 to the rest) with three answers:
 
-- **Approve**: ``publish`` copies the video and its previews to ``published_prefix`` and writes a
-  ``.review.json`` beside them (who approved, when, the seed and the Segmind request id);
+- **Approve**: ``publish`` copies the video and its previews to ``published_prefix``, writes a
+  ``.review.json`` beside them (who approved, when, the seed and the Segmind request id) and records
+  it as an event of the ``aleph_published_videos`` asset;
 - **Reject**: nothing is published and the run ends;
 - **Try another seed**: the next round edits the same video again with the next seed.
 
@@ -39,7 +40,7 @@ from typing import Any
 
 from airflow.exceptions import AirflowException
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, ObjectStoragePath, Param, TaskGroup, task
+from airflow.sdk import DAG, Asset, ObjectStoragePath, Param, TaskGroup, task
 
 from airflow_provider_aleph.access import local_roots_param, require_under_roots
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
@@ -69,6 +70,9 @@ DEFAULT_ROOT = "/tmp/aleph-review"
 #: in ALEPH_LOCAL_ROOTS, separated by os.pathsep).
 LOCAL_ROOTS = [SAMPLE_DIR, DEFAULT_ROOT, *filter(None, os.environ.get("ALEPH_LOCAL_ROOTS", "").split(os.pathsep))]
 PREFIX_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*://\S+/$"
+#: An event of this asset is recorded for each published video (its extra: the .review.json record), so
+#: downstream DAGs (a CMS upload, a catalogue) can be scheduled on what people approved.
+PUBLISHED_VIDEOS = Asset("aleph_published_videos")
 #: The files of one edit that are copied when it is published, by result key and published suffix.
 PUBLISHED_FILES = {"output_path": ".mp4", "preview_path": ".poster.jpg", "contact_sheet_path": ".sheet.jpg"}
 
@@ -124,6 +128,14 @@ def presigned_url(uri: str | None, conn_id: str | None, lifetime: timedelta) -> 
     return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
 
 
+def markdown_text(value: object) -> str:
+    """``value`` as plain text in Markdown: a prompt or a path from the run's params cannot add an image
+    (which the reviewer's browser would fetch), a link or formatting to the review."""
+    text = " ".join(str(value).split())
+    # Every Markdown punctuation mark, and ':' so that a bare URL is not made a link either.
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|~:-])", r"\\\1", text)
+
+
 def review_body(links: dict[str, Any], round_no: int, max_rounds: int) -> str:
     """The Markdown a reviewer sees: the poster (when it has an http(s) URL) and links to the rest.
 
@@ -131,7 +143,8 @@ def review_body(links: dict[str, Any], round_no: int, max_rounds: int) -> str:
     :param round_no: this review's round.
     :param max_rounds: the last round.
     """
-    lines = [f"**Prompt:** {links['prompt']}  ", f"**Seed:** {links['seed']} (round {round_no} of {max_rounds})", ""]
+    prompt = markdown_text(links["prompt"])
+    lines = [f"**Prompt:** {prompt}  ", f"**Seed:** {links['seed']} (round {round_no} of {max_rounds})", ""]
     if links["poster_url"]:
         lines += [f"![poster]({links['poster_url']})", ""]
         shown = [("Edited video", "video_url"), ("Contact sheet", "sheet_url"), ("Poster", "poster_url")]
@@ -141,7 +154,7 @@ def review_body(links: dict[str, Any], round_no: int, max_rounds: int) -> str:
         lines += [
             "_No http(s) link: the edit is in local storage on the worker, which the browser cannot load._",
             "",
-            *(f"- {label}: `{links[key]}`" for label, key in _FILES if links[key]),
+            *(f"- {label}: {markdown_text(links[key])}" for label, key in _FILES if links[key]),
         ]
     if round_no < max_rounds:
         lines += ["", f'"{RETRY}" edits the same video again with seed {int(links["seed"]) + 1}.']
@@ -177,7 +190,7 @@ def share_previews(result: dict[str, Any], round_no: int, params: Any = None, **
     return links
 
 
-@task
+@task(outlets=[PUBLISHED_VIDEOS])
 def publish_edit(links: dict[str, Any], round_no: int, params: Any = None, **context: Any) -> dict[str, Any]:
     """Copy the approved edit and its previews to ``published_prefix`` and write who approved it.
 
@@ -209,6 +222,7 @@ def publish_edit(links: dict[str, Any], round_no: int, params: Any = None, **con
         "published": published,
     }
     (target / f"{name}.review.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    context["outlet_events"][PUBLISHED_VIDEOS].extra = record
     log.info("Published round %d (seed %s, request %s) to %s", round_no, links["seed"], links["request_id"], target)
     return record
 

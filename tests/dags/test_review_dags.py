@@ -53,6 +53,21 @@ def seeds(emulator: Emulator) -> list[int]:
     return [job.payload["seed"] for job in emulator.jobs.values()]
 
 
+def published_events(dag_run: Any) -> list[dict[str, Any]]:
+    """The extras of the run's events of ``aleph_published_videos``."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == "aleph_published_videos", AssetEvent.source_run_id == dag_run.run_id)
+        ).all()
+        return [dict(row.extra) for row in rows]
+
+
 def lifetime(url: str) -> float:
     """Seconds a presigned S3 URL stays valid from now: SigV4's ``X-Amz-Expires`` or SigV2's ``Expires`` epoch."""
     query = dict(parse_qsl(urlsplit(url).query))
@@ -110,6 +125,9 @@ def test_an_approved_edit_is_published_from_s3_with_a_presigned_poster_in_the_re
     (job,) = segmind_conn.jobs.values()
     assert record["request_id"] == job.request_id
     assert (record["seed"], record["round"], record["approved_by"]) == (42, 1, "reviewer")
+    # Downstream DAGs learn of it: one event of the published asset, whose extra is the record.
+    (event,) = published_events(dag_run)
+    assert event == record
     assert [ti.state for ti in task_instances(dag_run, "round_2.edit")] == ["skipped"]
     assert [ti.state for ti in task_instances(dag_run, "round_1.not_published")] == ["skipped"]
 
@@ -132,17 +150,18 @@ def test_try_another_seed_edits_again_with_the_next_seed_and_rounds_are_bounded(
     # A local work folder has no http(s) URL: the body lists the files instead of showing an image.
     first = reviewer.reviews[0].body
     assert "![poster]" not in first
-    assert "round-1.poster.jpg" in first
+    folder = tmp_path / "work" / review.run_folder(dag_run.run_id)
+    assert review.markdown_text(f"{folder.as_uri()}/round-1.poster.jpg") in first
     assert "seed 8" in first
     # Rejected: nothing published, each round's edit and previews kept for a later look.
     assert not (tmp_path / "published").exists()
-    folder = tmp_path / "work" / review.run_folder(dag_run.run_id)
     for n in (1, 2, 3):
         assert (folder / f"round-{n}.mp4").stat().st_size > 0
         assert (folder / f"round-{n}.poster.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     assert [ti.state for ti in task_instances(dag_run, "round_3.not_published")] == ["success"]
     assert [ti.state for ti in task_instances(dag_run, "round_3.publish")] == ["skipped"]
     assert xcom(dag_run, "decision", task_id="round_3.review")["choice"] == review.REJECT
+    assert published_events(dag_run) == []
 
 
 @needs_hitl
@@ -162,3 +181,23 @@ def test_a_published_prefix_outside_the_local_roots_is_refused(segmind_conn: Emu
 def test_run_folder_makes_a_run_id_a_file_name() -> None:
     assert review.run_folder("manual__2026-12-03T10:00:00.123+00:00") == "manual__2026-12-03T100000.123-0000"
     assert review.run_folder("../../etc") == "....etc"
+
+
+def test_a_prompt_cannot_add_an_image_or_a_link_to_the_review() -> None:
+    links = {
+        "prompt": "make it winter ![pixel](https://tracker.example/p.gif) [click](https://phish.example)\n# big",
+        "seed": 1,
+        "poster_url": "https://bucket.example/p.jpg?X-Amz-Signature=abc",
+        "video_url": "https://bucket.example/v.mp4?X-Amz-Signature=abc",
+        "sheet_url": None,
+        "links_expire": "2026-12-06 10:00:00",
+    }
+    body = review.review_body(links, round_no=1, max_rounds=3)
+    assert body.count("![") == 1  # the poster's, and only it
+    assert "![poster](https://bucket.example/p.jpg?X-Amz-Signature=abc)" in body
+    assert "](https://tracker" not in body
+    assert "](https://phish" not in body
+    assert "https://tracker" not in body  # not even a bare URL, which Markdown would make a link
+    assert "\n#" not in body
+    assert "[Edited video](https://bucket.example/v.mp4" in body
+    assert "Contact sheet" not in body  # no URL: no link
