@@ -15,7 +15,7 @@ What the worker may touch is the DAG author's decision, never a run's: local fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -96,7 +96,7 @@ class InputPolicy:
     :param local_roots: folders local files may resolve under (none: local files are refused).
     :param allowed_hosts: private or loopback hosts (``host`` or ``host:port``) inputs may name; the
         connection's own API and files API hosts belong here.
-    :param fit: ``fit_input``: object storage videos of a field that declares its seconds are cut to
+    :param fit: ``fit_input``: videos of a field that declares its seconds are cut to
         them and re-encoded under the field's limit when needed, instead of refused as too large.
     :param fit_seconds: how many seconds to keep when fitting (None: each field's declared seconds).
     """
@@ -134,7 +134,7 @@ def require_file(spec: FileInput, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class FitPlan:
-    """How an object storage video is fitted to its field (see :mod:`airflow_provider_aleph.media.fit`).
+    """How a video input is fitted to its field (see :mod:`airflow_provider_aleph.media.fit`).
 
     :param seconds: how many seconds of its start to keep.
     :param max_bytes: the field's size limit, or None.
@@ -152,7 +152,7 @@ class InspectedFiles:
     :param storage: the object storage inputs that passed, by field, ready for :func:`deliver_files`.
     :param identities: by file field, what tells its content from another (size and ETag or
         modification time, from the store or a HEAD), or None where the input gives neither.
-    :param fit: by object storage field, how to fit it (``fit_input``); fields not named pass as they are.
+    :param fit: by file field, how to fit it (``fit_input``); fields not named pass as they are.
     """
 
     payload: dict[str, Any]
@@ -187,20 +187,22 @@ def inspect_files(
     identities: dict[str, dict[str, Any] | None] = {}
     fit: dict[str, FitPlan] = {}
     for name, (source, spec) in files.items():
+        seconds = (policy.fit_seconds or spec.seconds_used) if policy.fit and spec.seconds_used else None
+        # A video that can be fitted is not refused for its size: fitting makes it small enough.
+        fitted_spec = spec if seconds is None else replace(spec, max_bytes=None)
         if source is Source.STORAGE:
             require_under_roots(name, payload[name], policy.local_roots)
-            seconds = (policy.fit_seconds or spec.seconds_used) if policy.fit and spec.seconds_used else None
-            # A video that can be fitted is not refused for its size: fitting makes it small enough.
-            limit = spec.max_bytes if seconds is None else None
-            storage[name] = check_input(name, payload[name], max_bytes=limit, refuse_size=spec.too_large)
+            storage[name] = check_input(
+                name, payload[name], max_bytes=fitted_spec.max_bytes, refuse_size=spec.too_large
+            )
             identities[name] = identity_of(storage[name].info)
-            if seconds is not None:
-                fit[name] = FitPlan(seconds, spec.max_bytes)
-                # What is sent depends on the fit too: another fit_seconds is another job.
-                known = identities[name]
-                identities[name] = None if known is None else known | {"fit_seconds": seconds}
         elif source is Source.URL:
-            identities[name] = _check_url(spec, payload[name], allowed_hosts=policy.allowed_hosts).identity
+            identities[name] = _check_url(fitted_spec, payload[name], allowed_hosts=policy.allowed_hosts).identity
+        if seconds is not None and source is not None:
+            fit[name] = FitPlan(seconds, spec.max_bytes)
+            # What is sent depends on the fit too: another fit_seconds is another job.
+            known = identities[name]
+            identities[name] = None if known is None else known | {"fit_seconds": seconds}
     return InspectedFiles(dict(payload), storage, identities, fit)
 
 

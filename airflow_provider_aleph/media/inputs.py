@@ -1,13 +1,14 @@
-"""``fit_input=True`` in the worker: object storage videos fitted to their field before anything is spent.
+"""``fit_input=True`` in the worker: video inputs fitted to their field before anything is spent.
 
-Each input to fit is read through its own filesystem (the path already passed ``local_roots`` and the
-store's metadata check; nothing else is opened), probed, and when it is longer than the seconds kept or
-larger than the field's limit, cut and re-encoded into a private temporary folder. Every input is
-fitted (or found fitting) before any is presigned or uploaded, so a source that cannot be decoded fails
-the task with nothing sent. A fitted file is derived, so it is uploaded to Segmind's files API (it has
-no URL to presign); an input that already fits is sent unchanged, presigned or uploaded as
-``input_mode`` says. The temporary folder is removed once the uploads are done, whatever happened.
-"""
+An object storage input is read through its own filesystem (the path already passed ``local_roots``
+and the store's metadata check; nothing else is opened); an http(s) input, whose host already passed
+the public-host check, is downloaded by chunks into a private temporary folder (no redirect is
+followed). Each is probed, and when it is longer than the seconds kept or larger than the field's
+limit, cut and re-encoded into that folder. Every input is fitted (or found fitting) before any is
+presigned or uploaded, so a source that cannot be decoded fails the task with nothing sent. A fitted
+file is derived, so it is uploaded to Segmind's files API (it has no URL to presign); an input that
+already fits is sent unchanged: presigned or uploaded as ``input_mode`` says, or as its own URL. The
+temporary folder is removed once the uploads are done, whatever happened."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 #: Read-ahead of an object store's file while decoding: bounds what the reader holds at once.
 READ_BLOCK_BYTES = 4 * 1024 * 1024
+#: The largest http(s) input downloaded to be fitted (it is spooled to the worker's temporary disk).
+MAX_DOWNLOAD_BYTES = 4 * 1024 * 1024 * 1024
 
 
 def deliver_fitted(
@@ -51,9 +54,60 @@ def deliver_fitted(
             plan = inspected.fit.get(name)
             fitted = fit_input(checked, plan, folder, log=log) if plan is not None else None
             sent[name] = (fitted, "upload") if fitted is not None else (checked, mode)
+        for name, plan in inspected.fit.items():
+            if name not in inspected.storage:
+                # An http(s) input: fitted from a download, or sent as its URL when it already fits.
+                fitted = fit_input(download(name, inspected.payload[name], folder), plan, folder, log=log)
+                if fitted is not None:
+                    sent[name] = (fitted, "upload")
         for name, (checked, how) in sent.items():
             resolved[name] = deliver(checked, mode=how, hook=hook, log=log, expiration=expiration)
     return resolved
+
+
+def download(name: str, url: str, folder: str, *, timeout: float = 60.0) -> Inspected:
+    """Stream an http(s) input into ``folder`` by chunks (its host was checked already; no redirect is
+    followed, no Segmind key is sent), at most :data:`MAX_DOWNLOAD_BYTES`; the local copy, to be fitted.
+
+    :param name: the parameter's name.
+    :param url: the input's URL.
+    :param folder: the private temporary folder.
+    :param timeout: seconds allowed per network operation.
+    """
+    import httpx
+
+    from airflow_provider_aleph import __version__
+    from airflow_provider_aleph.protocol import USER_AGENT
+    from airflow_provider_aleph.storage.paths import display_url
+
+    shown = display_url(url)
+    dest = f"{folder}/{name}.source"
+    written = 0
+    try:
+        with (
+            httpx.Client(timeout=timeout, headers={"User-Agent": f"{USER_AGENT}/{__version__}"}) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise InvalidParameter(
+                    name,
+                    f"{shown} answered HTTP {response.status_code} when downloaded to fit it",
+                    retryable=response.status_code == 429 or response.status_code >= 500,
+                )
+            with open(dest, "wb") as out:
+                for chunk in response.iter_bytes():
+                    written += len(chunk)
+                    if written > MAX_DOWNLOAD_BYTES:
+                        raise InvalidParameter(
+                            name, f"{shown} is over {MAX_DOWNLOAD_BYTES} bytes, the most fit_input downloads"
+                        )
+                    out.write(chunk)
+    except httpx.HTTPError as exc:
+        raise InvalidParameter(
+            name, f"{shown} could not be downloaded to fit it: {type(exc).__name__}: {exc}", retryable=True
+        ) from None
+    path = to_path(f"file://{dest}")
+    return Inspected(name, path, path.fs, shown, {"size": written, "type": "file"}, written)
 
 
 def fit_input(checked: Inspected, plan: FitPlan, folder: str, *, log: TaskLog) -> Inspected | None:

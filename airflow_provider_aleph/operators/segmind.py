@@ -116,9 +116,9 @@ class SegmindSubmitOperator(BaseOperator):
         any time in its queue: a URL that expires first fails the job.
     :param allowed_hosts: private or loopback hosts (``host`` or ``host:port``) that http(s) inputs may
         name (not templated). The connection's own API and files API hosts are always allowed.
-    :param fit_input: in the worker, before anything is spent, cut an object storage video longer than its
-        field's seconds (Aleph: 5) or over its size limit to its first ``fit_seconds``, re-encoded as H.264
-        MP4 under the limit with a margin, and upload that; one within both is sent unchanged (default False).
+    :param fit_input: in the worker, before anything is spent, cut a video longer than its field's seconds
+        (Aleph: 5) or over its size limit to its first ``fit_seconds``, re-encoded as H.264 MP4 under the
+        limit with a margin, and upload that; one within both is sent unchanged (default False).
     :param fit_seconds: seconds kept when fitting, 0.5 to 60 (default: the field's); needs ``fit_input``.
     :param preview: write a poster ``<output stem>.poster.jpg`` and a contact sheet ``<output stem>.sheet.jpg``
         beside the copied output, named in the result as ``preview_path`` and ``contact_sheet_path``

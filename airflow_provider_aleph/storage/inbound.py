@@ -61,8 +61,8 @@ def too_large(
 
     ceiling = f"{limit / _MIB:g} MiB" if limit >= _MIB else f"{limit} bytes"
     trim = (
-        f" (the model uses only about the first {seconds_used:g} s: trim it, or read it from object storage "
-        "with fit_input=True to have the worker cut and re-encode it to fit)"
+        f" (the model uses only about the first {seconds_used:g} s: trim it, or set fit_input=True to have "
+        "the worker cut and re-encode it to fit)"
         if seconds_used
         else ""
     )

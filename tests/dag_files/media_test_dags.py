@@ -81,3 +81,16 @@ with DAG("media_decorated", schedule=None, start_date=START, params={"video": ""
         return "make it winter"
 
     edit_decorated.override(task_id="edit")()
+
+with DAG("media_fit_url", schedule=None, start_date=START, params=PARAMS) as fit_url:
+    RunwayAlephOperator(
+        task_id="edit",
+        prompt="{{ params.prompt }}",
+        video="{{ params.video }}",
+        output_path="{{ params.output_path }}",
+        fit_input=True,
+        # The test serves its videos over loopback HTTP: a host the DAG author allows, as for a private CDN.
+        allowed_hosts=["127.0.0.1"],
+        local_roots=ROOTS,
+        poll_interval=0.1,
+    )

@@ -175,3 +175,52 @@ def test_the_decorator_fits_the_input_and_previews_the_output_in_a_folder(segmin
     assert poster == folder / f"{output.stem}.poster.jpg"
     assert jpeg_size(poster) == probe(output)["size"]
     assert Path(urlsplit(result["contact_sheet_path"]).path) == folder / f"{output.stem}.sheet.jpg"
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A real HTTP server on loopback serving a folder (HEAD and GET, with Content-Length)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_long_large_http_input_is_downloaded_fitted_and_uploaded(
+    segmind_conn, dags, big_video, http_folder, tmp_path
+):
+    folder, base = http_folder
+    (folder / "long.mp4").write_bytes(big_video.read_bytes())
+    conf = _conf(big_video, tmp_path / "edited.mp4") | {"video": f"{base}/long.mp4"}
+
+    dag_run = dags.fit_url.test(run_conf=conf)
+
+    assert state(dag_run) == "success"
+    assert segmind_conn.submissions == 1
+    sent = _sent_asset(segmind_conn)
+    assert sent.stat().st_size < FITTED_LIMIT
+    assert 4.9 <= probe(sent)["seconds"] <= 5.0
+
+
+def test_an_http_input_within_the_limits_is_sent_as_its_url(segmind_conn, dags, http_folder, tmp_path):
+    folder, base = http_folder
+    make_video(folder / "short.mp4", seconds=2)
+    conf = _conf(folder / "short.mp4", tmp_path / "edited.mp4") | {"video": f"{base}/short.mp4"}
+
+    dag_run = dags.fit_url.test(run_conf=conf)
+
+    assert state(dag_run) == "success"
+    [job] = segmind_conn.jobs.values()
+    assert job.payload["video"] == f"{base}/short.mp4"
+    assert segmind_conn.stats()["uploads"]["count"] == 0
