@@ -20,8 +20,8 @@ a refused submit creates no job, a refused upload stores nothing.
 
 File routes (``POST /upload-asset``, ``/assets/...``, ``/outputs/...``, ``/samples/...``): see ``media``.
 
-Test routes, no key but loopback clients only: ``GET /_emulator/stats``, ``POST /_emulator/reset``,
-``GET``/``POST /_emulator/config``.
+Test routes, no key but loopback clients only: ``GET /_emulator/stats``, ``GET /_emulator/jobs`` (each
+job's payload), ``POST /_emulator/reset``, ``GET``/``POST /_emulator/config``.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ class EmulatorApp:
             Route("/outputs/{filename}", media.output, methods=["GET", "HEAD"]),
             Route("/samples/{name}", media.sample, methods=["GET", "HEAD"]),
             Route("/_emulator/stats", self.admin_stats, methods=["GET"]),
+            Route("/_emulator/jobs", self.admin_jobs, methods=["GET"]),
             Route("/_emulator/reset", self.admin_reset, methods=["POST"]),
             Route("/_emulator/config", self.admin_config, methods=["GET", "POST"]),
         ]
@@ -325,6 +326,13 @@ class EmulatorApp:
         if not _is_loopback(request):
             return error(403, "Admin routes are loopback only")
         return JSONResponse(self.state.stats())
+
+    async def admin_jobs(self, request: Request) -> Response:
+        """Return each accepted job's request id, model and payload, in submit order: ``GET /_emulator/jobs``."""
+        if not _is_loopback(request):
+            return error(403, "Admin routes are loopback only")
+        jobs = sorted(self.state.jobs.snapshot().values(), key=lambda job: job.submitted_at)
+        return JSONResponse([{"request_id": j.request_id, "model": j.model, "payload": j.payload} for j in jobs])
 
     async def admin_reset(self, request: Request) -> Response:
         """Forget all jobs, counters and stored files: ``POST /_emulator/reset``."""

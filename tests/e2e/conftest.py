@@ -66,6 +66,11 @@ class EmulatorProcess:
         answer: dict[str, Any] = self.client.get("/_emulator/stats").raise_for_status().json()
         return answer
 
+    def jobs(self) -> list[dict[str, Any]]:
+        """Each accepted job's ``request_id``, ``model`` and ``payload``, in submit order (``GET /_emulator/jobs``)."""
+        answer: list[dict[str, Any]] = self.client.get("/_emulator/jobs").raise_for_status().json()
+        return answer
+
     def configure(self, **settings: Any) -> None:
         """Change run-time settings (``POST /_emulator/config``), e.g. ``latency=2``."""
         self.client.post("/_emulator/config", json=settings).raise_for_status()

@@ -284,6 +284,17 @@ def test_submissions_count_only_accepted_jobs(client: httpx.Client, emu: Emulato
     assert emu.stats() == stats
 
 
+def test_the_jobs_route_lists_each_accepted_payload_in_submit_order(client: httpx.Client, emu: Emulator) -> None:
+    first = submit(client, emu)["request_id"]
+    second = client.post("/v2/other", json={"seed": 7}).json()["request_id"]
+    client.post(f"/v2/{ALEPH}", json={"prompt": ""})  # refused: not a job
+
+    jobs = httpx.get(f"{emu.base_url}/_emulator/jobs").json()  # admin routes need no key
+    assert [job["request_id"] for job in jobs] == [first, second]
+    assert jobs[0] == {"request_id": first, "model": ALEPH, "payload": emu.jobs[first].payload}
+    assert jobs[1]["payload"] == {"seed": 7}
+
+
 def test_concurrent_submissions_are_all_counted(emu: Emulator) -> None:
     async def burst() -> list[str]:
         async with httpx.AsyncClient(base_url=emu.base_url, headers={"x-api-key": KEY}) as http:
