@@ -25,6 +25,13 @@ and a ``storage_conn_id``) the previews are presigned for ``LINK_LIFETIME`` (lon
 ``REVIEW_TIMEOUT``); a local ``work_prefix`` (the default, ``file:///tmp/aleph-review/``) has no
 http(s) URL, so the body lists the files' paths on the worker instead of showing the poster.
 
+The run's params are the video, the prompt and the first seed. Where candidates and published videos
+go, and the storage connection, are the DAG author's: the Airflow Variable ``aleph_review`` (JSON, read
+when a task runs), for example::
+
+    {"work_prefix": "s3://my-bucket/review/candidates/", "published_prefix": "s3://my-bucket/published/",
+     "storage_conn_id": "aws_default"}
+
 Human-in-the-loop operators need Airflow 3.1+: on older Airflow this file defines no DAG and logs why.
 """
 
@@ -40,7 +47,7 @@ from typing import Any
 
 from airflow.exceptions import AirflowException
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Asset, ObjectStoragePath, Param, TaskGroup, task
+from airflow.sdk import DAG, Asset, ObjectStoragePath, Param, TaskGroup, Variable, task
 
 from airflow_provider_aleph.access import local_roots_param, require_under_roots
 from airflow_provider_aleph.operators.aleph import RunwayAlephOperator
@@ -66,6 +73,8 @@ REVIEW_TIMEOUT = timedelta(days=2)
 LINK_LIFETIME = REVIEW_TIMEOUT + timedelta(days=1)
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_videos"
 DEFAULT_ROOT = "/tmp/aleph-review"
+#: The Airflow Variable naming where candidates and published videos go (JSON), read when a task runs.
+SETTINGS_VARIABLE = "aleph_review"
 #: Local folders this DAG may read and write (DAG code, not run config; a deployment may add its own
 #: in ALEPH_LOCAL_ROOTS, separated by os.pathsep).
 LOCAL_ROOTS = [SAMPLE_DIR, DEFAULT_ROOT, *filter(None, os.environ.get("ALEPH_LOCAL_ROOTS", "").split(os.pathsep))]
@@ -100,14 +109,37 @@ def round_seed(params: Any, round_no: int) -> int:
     return int(params["seed"]) + round_no - 1
 
 
-def candidate_path(params: Any, run_id: str, round_no: int) -> str:
+def review_settings() -> dict[str, str]:
+    """Where candidates and published videos go, and through which connection: the Airflow Variable
+    ``aleph_review`` (JSON, read when a task runs), else local folders under ``/tmp/aleph-review``.
+
+    These are the DAG author's choice, never a run's config: whoever may trigger a run must not choose
+    which buckets and connections the worker writes with.
+    """
+    found = Variable.get(SETTINGS_VARIABLE, default=None, deserialize_json=True) or {}
+    if not isinstance(found, dict):
+        raise ValueError(f"Variable {SETTINGS_VARIABLE} must be a JSON object, got {type(found).__name__}")
+    settings = {
+        "work_prefix": found.get("work_prefix", f"file://{DEFAULT_ROOT}/candidates/"),
+        "published_prefix": found.get("published_prefix", f"file://{DEFAULT_ROOT}/published/"),
+        "storage_conn_id": found.get("storage_conn_id", ""),
+    }
+    for key in ("work_prefix", "published_prefix"):
+        if not isinstance(settings[key], str) or not re.fullmatch(PREFIX_PATTERN, settings[key]):
+            raise ValueError(f"Variable {SETTINGS_VARIABLE}: {key} must be a URI ending in /; got {settings[key]!r}")
+    if not isinstance(settings["storage_conn_id"], str):
+        raise ValueError(f"Variable {SETTINGS_VARIABLE}: storage_conn_id must be a connection id (a string)")
+    return settings
+
+
+def candidate_path(run_id: str, round_no: int) -> str:
     """Where a round's edit lands: ``<work_prefix><run folder>/round-<n>.mp4``.
 
-    :param params: the run's params.
     :param run_id: the DAG run's id.
     :param round_no: 1 for the first edit.
     """
-    folder = storage(params["work_prefix"], params["storage_conn_id"]) / run_folder(run_id)
+    settings = review_settings()
+    folder = storage(settings["work_prefix"], settings["storage_conn_id"]) / run_folder(run_id)
     return str(folder / f"round-{round_no}.mp4")
 
 
@@ -171,7 +203,7 @@ def share_previews(result: dict[str, Any], round_no: int, params: Any = None, **
     :param result: the edit task's result dict (``output_path``, ``preview_path``, ``contact_sheet_path``).
     :param round_no: this round.
     """
-    conn_id = params["storage_conn_id"] or None
+    conn_id = review_settings()["storage_conn_id"] or None
     expires = datetime.now(UTC).replace(microsecond=0, tzinfo=None) + LINK_LIFETIME
     links: dict[str, Any] = {
         "round": round_no,
@@ -197,9 +229,10 @@ def publish_edit(links: dict[str, Any], round_no: int, params: Any = None, **con
     :param links: what :func:`share_previews` returned for the approved round.
     :param round_no: the approved round.
     """
-    conn_id = params["storage_conn_id"] or None
-    target = storage(params["published_prefix"], conn_id)
-    # The prefix comes from the run's config: a local folder only under the DAG's roots.
+    settings = review_settings()
+    conn_id = settings["storage_conn_id"] or None
+    target = storage(settings["published_prefix"], conn_id)
+    # A local folder only under the DAG's roots, even when the Variable names another.
     require_under_roots("published_prefix", target, local_roots_param(LOCAL_ROOTS))
     name = run_folder(context["run_id"])
     target.mkdir(parents=True, exist_ok=True)
@@ -263,19 +296,6 @@ if HITLBranchOperator is not None:
             ),
             "prompt": Param("make it winter", type="string", minLength=1),
             "seed": Param(42, type="integer", description="the first round's seed; each retry adds one"),
-            "work_prefix": Param(
-                f"file://{DEFAULT_ROOT}/candidates/",
-                type="string",
-                pattern=PREFIX_PATTERN,
-                description="where each round's edit and previews land, ending in /",
-            ),
-            "published_prefix": Param(
-                f"file://{DEFAULT_ROOT}/published/",
-                type="string",
-                pattern=PREFIX_PATTERN,
-                description="where an approved edit is copied, ending in /",
-            ),
-            "storage_conn_id": Param("", type="string", description="connection of the bucket (empty: local/default)"),
         },
         doc_md=__doc__,
     ) as dag:
@@ -287,7 +307,7 @@ if HITLBranchOperator is not None:
                     prompt="{{ params.prompt }}",
                     video="{{ params.video }}",
                     seed=f"{{{{ round_seed(params, {round_no}) }}}}",
-                    output_path=f"{{{{ candidate_path(params, run_id, {round_no}) }}}}",
+                    output_path=f"{{{{ candidate_path(run_id, {round_no}) }}}}",
                     preview=True,
                     local_roots=LOCAL_ROOTS,
                 )

@@ -45,7 +45,13 @@ needs_hitl = pytest.mark.skipif(review.HITL_MISSING is not None, reason="human-i
 
 def conf(**more: Any) -> dict[str, Any]:
     """A complete run conf (dag.test() merges it into the module-level DAG's params)."""
-    return {"prompt": "make it winter", "seed": 42, "storage_conn_id": "", "video": review.dag.params["video"]} | more
+    return {"prompt": "make it winter", "seed": 42, "video": review.dag.params["video"]} | more
+
+
+def store_in(monkeypatch: pytest.MonkeyPatch, work: str, published: str, conn_id: str = "") -> None:
+    """Point the example's ``aleph_review`` Variable at these prefixes (as its DAG author would)."""
+    settings = {"work_prefix": work, "published_prefix": published, "storage_conn_id": conn_id}
+    monkeypatch.setenv("AIRFLOW_VAR_ALEPH_REVIEW", json.dumps(settings))
 
 
 def seeds(emulator: Emulator) -> list[int]:
@@ -89,14 +95,11 @@ def test_on_airflow_without_hitl_the_example_defines_no_dag_and_says_why(caplog:
 
 @needs_hitl
 def test_an_approved_edit_is_published_from_s3_with_a_presigned_poster_in_the_review(
-    segmind_conn: Emulator, s3_server: S3Server, s3_bucket: str
+    segmind_conn: Emulator, s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     segmind_conn.config.latency = 0.0  # done by the first poll
-    run = conf(
-        work_prefix=f"s3://{s3_bucket}/candidates/",
-        published_prefix=f"s3://{s3_bucket}/published/",
-        storage_conn_id=s3_server.conn_id,
-    )
+    store_in(monkeypatch, f"s3://{s3_bucket}/candidates/", f"s3://{s3_bucket}/published/", s3_server.conn_id)
+    run = conf()
 
     with Reviewer(review.DAG_ID, [review.APPROVE]) as reviewer:
         dag_run = review.dag.test(run_conf=run)
@@ -134,10 +137,12 @@ def test_an_approved_edit_is_published_from_s3_with_a_presigned_poster_in_the_re
 
 @needs_hitl
 def test_try_another_seed_edits_again_with_the_next_seed_and_rounds_are_bounded(
-    segmind_conn: Emulator, tmp_path: Path
+    segmind_conn: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     segmind_conn.config.latency = 0.0
-    run = conf(work_prefix=f"{tmp_path.as_uri()}/work/", published_prefix=f"{tmp_path.as_uri()}/published/", seed=7)
+    store_in(monkeypatch, f"{tmp_path.as_uri()}/work/", f"{tmp_path.as_uri()}/published/")
+    # A run's config names other places: they are not params, so nothing goes there.
+    run = conf(seed=7, work_prefix=f"{tmp_path.as_uri()}/elsewhere/", storage_conn_id="someone_elses")
 
     with Reviewer(review.DAG_ID, [review.RETRY, review.RETRY, review.REJECT]) as reviewer:
         dag_run = review.dag.test(run_conf=run)
@@ -155,6 +160,7 @@ def test_try_another_seed_edits_again_with_the_next_seed_and_rounds_are_bounded(
     assert "seed 8" in first
     # Rejected: nothing published, each round's edit and previews kept for a later look.
     assert not (tmp_path / "published").exists()
+    assert not (tmp_path / "elsewhere").exists()
     for n in (1, 2, 3):
         assert (folder / f"round-{n}.mp4").stat().st_size > 0
         assert (folder / f"round-{n}.poster.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
@@ -165,9 +171,12 @@ def test_try_another_seed_edits_again_with_the_next_seed_and_rounds_are_bounded(
 
 
 @needs_hitl
-def test_a_published_prefix_outside_the_local_roots_is_refused(segmind_conn: Emulator, tmp_path: Path) -> None:
+def test_a_published_prefix_outside_the_local_roots_is_refused(
+    segmind_conn: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     segmind_conn.config.latency = 0.0
-    run = conf(work_prefix=f"{tmp_path.as_uri()}/work/", published_prefix="file:///etc/aleph/")
+    store_in(monkeypatch, f"{tmp_path.as_uri()}/work/", "file:///etc/aleph/")
+    run = conf()
 
     with Reviewer(review.DAG_ID, [review.APPROVE]):
         dag_run = review.dag.test(run_conf=run)

@@ -10,6 +10,7 @@ the test checks the ``<img>`` decoded (``naturalWidth > 0``) and saves a screens
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import time
@@ -131,14 +132,16 @@ def start_review(deployment: AirflowDeployment, bucket: str, seed: int, video: s
     :param video: the source video's URI (default: the example's own sample clip).
     """
     deployment.wait_for_dag(REVIEW_DAG)
-    conf = {
-        **({"video": video} if video else {}),
-        "seed": seed,
+    # Where the example writes is its DAG author's Variable, not the run's config.
+    settings = {
         "work_prefix": f"s3://{bucket}/candidates/",
         "published_prefix": f"s3://{bucket}/published/",
         "storage_conn_id": S3_CONN,
     }
-    return deployment.trigger(REVIEW_DAG, conf)
+    with contextlib.suppress(httpx.HTTPStatusError):
+        deployment.api("DELETE", "/variables/aleph_review")
+    deployment.api("POST", "/variables", json={"key": "aleph_review", "value": json.dumps(settings)})
+    return deployment.trigger(REVIEW_DAG, {**({"video": video} if video else {}), "seed": seed})
 
 
 def hitl_path(run_id: str, task_id: str) -> str:
