@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY
 from tests.e2e.conftest import JOB_LATENCY, REPO
 from tests.e2e.test_ui_browser import browser, chromium, page, screenshot  # noqa: F401 (fixtures)
+from tests.support.videos import write_clip
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -91,15 +92,12 @@ def harbour_clip(path: Path, seconds: int = 3, size: tuple[int, int] = (640, 360
     :param size: width and height.
     :param fps: frames per second.
     """
-    import av
     from PIL import Image, ImageDraw
 
     width, height = size
     horizon = height * 3 // 5
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
+
+    def frames() -> Iterator[Any]:
         for index in range(seconds * fps):
             image = Image.new("RGB", size)
             draw = ImageDraw.Draw(image)
@@ -117,13 +115,9 @@ def harbour_clip(path: Path, seconds: int = 3, size: tuple[int, int] = (640, 360
             draw.polygon(
                 [(x + 60, horizon + 36), (x + 60, horizon - 60), (x + 110, horizon + 36)], fill=(245, 245, 240)
             )
-            frame = av.VideoFrame.from_image(image)
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+            yield image
+
+    return write_clip(path, frames(), size=size, fps=fps)
 
 
 def start_review(deployment: AirflowDeployment, bucket: str, seed: int, video: str | None = None) -> str:

@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
 #: The large source the fit tests use: long and over Aleph's 16 MB limit.
@@ -39,8 +40,35 @@ def make_video(
     :param grey: every frame mid-grey (neither warm nor cold), instead of the colour ramp.
     :param bit_rate: the encoder's target bits per second (None: its default quality).
     """
-    import av
     from PIL import Image
+
+    width, height = size
+
+    def frames() -> Iterator[Image.Image]:
+        for index in range(round(seconds * fps)):
+            if noise:
+                yield Image.frombytes("RGB", size, os.urandom(width * height * 3))
+            elif grey:
+                yield Image.new("RGB", size, (128, 128, 128))
+            else:
+                shade = int(255 * index / max(1, seconds * fps))
+                yield Image.new("RGB", size, (shade, 128, 255 - shade))
+
+    return write_clip(path, frames(), size=size, fps=fps, bit_rate=bit_rate)
+
+
+def write_clip(
+    path: Path, images: Iterable[Any], *, size: tuple[int, int], fps: int = 12, bit_rate: int | None = None
+) -> Path:
+    """Encode Pillow images, one a frame, as an H.264 MP4 at ``path``.
+
+    :param path: where to write it.
+    :param images: the frames, each of ``size``.
+    :param size: width and height (even numbers).
+    :param fps: frames per second.
+    :param bit_rate: the encoder's target bits per second (None: its default quality).
+    """
+    import av
 
     width, height = size
     with av.open(str(path), mode="w") as container:
@@ -53,14 +81,7 @@ def make_video(
             # A noise frame needs all the bits it can get: let each one take them.
             options |= {"x264-params": f"vbv-maxrate={bit_rate // 1000}:vbv-bufsize={bit_rate // 1000}"}
         stream.options = options
-        for index in range(round(seconds * fps)):
-            if noise:
-                image = Image.frombytes("RGB", size, os.urandom(width * height * 3))
-            elif grey:
-                image = Image.new("RGB", size, (128, 128, 128))
-            else:
-                shade = int(255 * index / max(1, seconds * fps))
-                image = Image.new("RGB", size, (shade, 128, 255 - shade))
+        for index, image in enumerate(images):
             frame = av.VideoFrame.from_image(image)
             frame.pts = index
             for packet in stream.encode(frame):
