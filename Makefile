@@ -49,24 +49,29 @@ PY_MINOR := $(shell $(PYTHON) -c 'import sys; print(sys.version_info[1])')
 FLOOR_OK := $(shell [ $(PY_MINOR) -le 12 ] && echo yes)
 
 # The whole suite on the newest Airflow and, alongside it, again on the floor we claim (3.0).
-# The two legs run at once (most of their time is spent waiting on emulated jobs and Airflow's
-# own loops); the 3.0 leg's output is printed when both are done, and kept in $(FLOOR_LOG).
-# The 3.0 leg skips the tests that do not depend on Airflow's version (airflow_independent) and
-# the real deployments (e2e: tests/e2e and the benchmark smoke run), which use the newest only.
+# Three lanes run at once, since most of their time is spent waiting on emulated jobs and Airflow's own
+# loops: the 3.3 leg without the real deployments, the real deployments (e2e: tests/e2e and the
+# benchmark smoke run, newest Airflow only), and the 3.0 leg. The 3.0 leg skips the tests that do not
+# depend on Airflow's version (airflow_independent) and the real deployments. The other two lanes'
+# output is printed when all are done, and kept in $(FLOOR_LOG) and $(E2E_LOG).
 FLOOR_LOG := test-artifacts/pytest-airflow-3.0.log
+E2E_LOG := test-artifacts/pytest-e2e.log
 test: lint
 ifeq ($(FLOOR_OK),yes)
 	$(MAKE) --no-print-directory $(VENV30)/.installed
 	@mkdir -p test-artifacts
-	@echo "Airflow 3.0 leg: running alongside the 3.3 leg, output in $(FLOOR_LOG)"
+	@echo "Running alongside this output: the real deployments (output in $(E2E_LOG)) and the Airflow 3.0 leg ($(FLOOR_LOG))"
 	@$(VENV30)/bin/python -m pytest -p no:cacheprovider -m "not airflow_independent and not e2e" \
 		> $(FLOOR_LOG) 2>&1 & floor=$$!; \
-	trap 'kill $$floor 2>/dev/null' INT TERM; \
-	$(BIN)/python -m pytest -p no:cacheprovider; newest=$$?; \
+	$(BIN)/python -m pytest -p no:cacheprovider -m e2e > $(E2E_LOG) 2>&1 & e2e=$$!; \
+	trap 'kill $$floor $$e2e 2>/dev/null' INT TERM; \
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not e2e"; newest=$$?; \
+	wait $$e2e; e2e_rc=$$?; \
 	wait $$floor; floor_rc=$$?; \
+	echo "=== Real deployments, Airflow 3.3 ($(E2E_LOG)) ==="; cat $(E2E_LOG); \
 	echo "=== Airflow 3.0 leg ($(FLOOR_LOG)) ==="; cat $(FLOOR_LOG); \
-	echo "Airflow 3.3 leg: exit $$newest; Airflow 3.0 leg: exit $$floor_rc"; \
-	[ $$newest -eq 0 ] && [ $$floor_rc -eq 0 ]
+	echo "Airflow 3.3 leg: exit $$newest; real deployments: exit $$e2e_rc; Airflow 3.0 leg: exit $$floor_rc"; \
+	[ $$newest -eq 0 ] && [ $$e2e_rc -eq 0 ] && [ $$floor_rc -eq 0 ]
 else
 	$(BIN)/python -m pytest -p no:cacheprovider
 	@echo "Airflow 3.0 leg skipped: Airflow 3.0 does not run on Python 3.$(PY_MINOR) (use 3.11 or 3.12)"

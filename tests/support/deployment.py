@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,8 @@ if TYPE_CHECKING:
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 #: Seconds the supervisor waits before starting a component that exited (systemd's ``RestartSec``).
 RESTART_DELAY = 2.0
+#: Attempts of one trigger through the REST API when the database is busy.
+TRIGGER_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -436,9 +439,23 @@ class AirflowDeployment:
         :param dag_id: the DAG id.
         :param conf: the run's configuration.
         """
-        body = {"logical_date": None, "conf": dict(conf or {})}
-        run: dict[str, Any] = self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)
-        return str(run["dag_run_id"])
+        # The run id is chosen here so that a retry cannot make a second run: on SQLite a busy scheduler
+        # can make the api-server's write fail ("Database error", HTTP 500), which a person would retry.
+        run_id = f"manual__{uuid.uuid4().hex[:16]}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {})}
+        for attempt in range(1, TRIGGER_ATTEMPTS + 1):
+            try:
+                self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)
+                return run_id
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code == 409 and attempt > 1:
+                    return run_id  # the earlier attempt's run was made after all
+                if err.response.status_code != 500 or "Database error" not in err.response.text:
+                    raise
+                if attempt == TRIGGER_ATTEMPTS:
+                    raise
+                time.sleep(2)
+        raise AssertionError("unreachable")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
         """Wait until the run ends; return its state (``success`` or ``failed``).
