@@ -171,7 +171,7 @@ def markdown_text(value: object) -> str:
 def review_body(links: dict[str, Any], round_no: int, max_rounds: int) -> str:
     """The Markdown a reviewer sees: the poster (when it has an http(s) URL) and links to the rest.
 
-    :param links: what :func:`share_previews` returns.
+    :param links: what :func:`with_links` returns.
     :param round_no: this review's round.
     :param max_rounds: the last round.
     """
@@ -197,36 +197,49 @@ _FILES = [("Edited video", "output_path"), ("Poster", "preview_path"), ("Contact
 
 
 @task(multiple_outputs=True)
-def share_previews(result: dict[str, Any], round_no: int, params: Any = None, **context: Any) -> dict[str, Any]:
-    """Presign the edit's poster, contact sheet and video for the review, and write its Markdown body.
+def describe_candidate(result: dict[str, Any], round_no: int, params: Any = None) -> dict[str, Any]:
+    """What the review and the publish task need of a round's edit: its files, seed, prompt and request.
+
+    No presigned URL is made here: a task's return value is kept in XCom, and a link that opens the
+    files is made by the review itself, straight into the body the reviewer sees.
 
     :param result: the edit task's result dict (``output_path``, ``preview_path``, ``contact_sheet_path``).
     :param round_no: this round.
     """
-    conn_id = review_settings()["storage_conn_id"] or None
-    expires = datetime.now(UTC).replace(microsecond=0, tzinfo=None) + LINK_LIFETIME
-    links: dict[str, Any] = {
+    return {
         "round": round_no,
         "seed": round_seed(params, round_no),
         "prompt": params["prompt"],
         "request_id": result["request_id"],
         **{key: result.get(key) for _, key in _FILES},
-        "video_url": presigned_url(result.get("output_path"), conn_id, LINK_LIFETIME),
-        "poster_url": presigned_url(result.get("preview_path"), conn_id, LINK_LIFETIME),
-        "sheet_url": presigned_url(result.get("contact_sheet_path"), conn_id, LINK_LIFETIME),
+    }
+
+
+def with_links(candidate: dict[str, Any]) -> dict[str, Any]:
+    """``candidate`` with presigned http(s) URLs of its video, poster and contact sheet (None where the
+    storage cannot sign, as on the local disk), valid for :data:`LINK_LIFETIME`.
+
+    :param candidate: what :func:`describe_candidate` returned.
+    """
+    conn_id = review_settings()["storage_conn_id"] or None
+    expires = datetime.now(UTC).replace(microsecond=0, tzinfo=None) + LINK_LIFETIME
+    links = {
+        **candidate,
+        "video_url": presigned_url(candidate.get("output_path"), conn_id, LINK_LIFETIME),
+        "poster_url": presigned_url(candidate.get("preview_path"), conn_id, LINK_LIFETIME),
+        "sheet_url": presigned_url(candidate.get("contact_sheet_path"), conn_id, LINK_LIFETIME),
         "links_expire": expires.isoformat(sep=" "),
     }
     if links["poster_url"] is None:
-        log.info("No http(s) URL for %s: the review shows its path instead of the image", result.get("preview_path"))
-    links["markdown"] = review_body(links, round_no, MAX_ROUNDS)
+        log.info("No http(s) URL for %s: the review shows its path instead of the image", candidate.get("preview_path"))
     return links
 
 
 @task(outlets=[PUBLISHED_VIDEOS])
-def publish_edit(links: dict[str, Any], round_no: int, params: Any = None, **context: Any) -> dict[str, Any]:
+def publish_edit(candidate: dict[str, Any], round_no: int, **context: Any) -> dict[str, Any]:
     """Copy the approved edit and its previews to ``published_prefix`` and write who approved it.
 
-    :param links: what :func:`share_previews` returned for the approved round.
+    :param candidate: what :func:`describe_candidate` returned for the approved round.
     :param round_no: the approved round.
     """
     settings = review_settings()
@@ -238,32 +251,53 @@ def publish_edit(links: dict[str, Any], round_no: int, params: Any = None, **con
     target.mkdir(parents=True, exist_ok=True)
     published: dict[str, Any] = {}
     for key, suffix in PUBLISHED_FILES.items():
-        if not links.get(key):
+        if not candidate.get(key):
             continue
         destination = target / f"{name}{suffix}"
-        storage(links[key], conn_id).copy(destination)
+        storage(candidate[key], conn_id).copy(destination)
         published[key] = str(destination)
     decision = context["ti"].xcom_pull(task_ids=f"round_{round_no}.review", key="decision") or {}
     record = {
-        "request_id": links["request_id"],
-        "seed": links["seed"],
-        "prompt": links["prompt"],
+        "request_id": candidate["request_id"],
+        "seed": candidate["seed"],
+        "prompt": candidate["prompt"],
         "round": round_no,
-        "candidate": links["output_path"],
+        "candidate": candidate["output_path"],
         "approved_by": decision.get("by"),
         "approved_at": decision.get("at"),
         "published": published,
     }
     (target / f"{name}.review.json").write_text(json.dumps(record, indent=2, sort_keys=True))
     context["outlet_events"][PUBLISHED_VIDEOS].extra = record
-    log.info("Published round %d (seed %s, request %s) to %s", round_no, links["seed"], links["request_id"], target)
+    log.info(
+        "Published round %d (seed %s, request %s) to %s", round_no, candidate["seed"], candidate["request_id"], target
+    )
     return record
 
 
 if HITLBranchOperator is not None:
 
     class ReviewOperator(HITLBranchOperator):
-        """A review whose answer (option, who, when) is also kept in XCom ``decision`` for the publish task."""
+        """A review of one round's candidate. Its body, with presigned links to the candidate's files, is
+        written when the review starts, so the links are only in the review (the approval view), never in
+        XCom or the rendered templates. The answer (option, who, when) is also kept in XCom ``decision``
+        for the publish task.
+
+        :param candidate: what :func:`describe_candidate` returned (an XComArg).
+        :param round_no: this round.
+        """
+
+        template_fields = (*HITLBranchOperator.template_fields, "candidate")
+
+        def __init__(self, *, candidate: Any, round_no: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.candidate = candidate
+            self.round_no = round_no
+
+        def execute(self, context: Any) -> Any:
+            """Presign the candidate's files, write the body, then ask as the base operator does."""
+            self.body = review_body(with_links(self.candidate), self.round_no, MAX_ROUNDS)
+            return super().execute(context)
 
         def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
             """Record the answer, then branch on it as the base operator does."""
@@ -311,7 +345,7 @@ if HITLBranchOperator is not None:
                     preview=True,
                     local_roots=LOCAL_ROOTS,
                 )
-                links = share_previews.override(task_id="links")(edit.output, round_no)
+                candidate = describe_candidate.override(task_id="candidate")(edit.output, round_no)
                 last = round_no == MAX_ROUNDS
                 mapping = {APPROVE: f"round_{round_no}.publish", REJECT: f"round_{round_no}.not_published"}
                 if not last:
@@ -319,14 +353,14 @@ if HITLBranchOperator is not None:
                 review = ReviewOperator(
                     task_id="review",
                     subject=f"Publish this Aleph edit? (round {round_no} of {MAX_ROUNDS})",
-                    body=links["markdown"],
+                    candidate=candidate,
+                    round_no=round_no,
                     options=list(mapping),
                     options_mapping=mapping,
                     defaults=[REJECT],
                     response_timeout=REVIEW_TIMEOUT,
                 )
-                links >> review
-                review >> publish_edit.override(task_id="publish")(links, round_no)
+                review >> publish_edit.override(task_id="publish")(candidate, round_no)
                 review >> EmptyOperator(task_id="not_published")
             if previous_review is not None:
                 previous_review >> group

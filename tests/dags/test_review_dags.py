@@ -74,6 +74,23 @@ def published_events(dag_run: Any) -> list[dict[str, Any]]:
         return [dict(row.extra) for row in rows]
 
 
+def stored_text(dag_run: Any) -> str:
+    """Every XCom value and rendered template field of the run, as text."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        xcoms = session.scalars(select(XComModel.value).where(XComModel.run_id == dag_run.run_id)).all()
+        rendered = session.scalars(
+            select(RenderedTaskInstanceFields.rendered_fields).where(
+                RenderedTaskInstanceFields.run_id == dag_run.run_id
+            )
+        ).all()
+        return json.dumps([str(value) for value in [*xcoms, *rendered]])
+
+
 def lifetime(url: str) -> float:
     """Seconds a presigned S3 URL stays valid from now: SigV4's ``X-Amz-Expires`` or SigV2's ``Expires`` epoch."""
     query = dict(parse_qsl(urlsplit(url).query))
@@ -117,6 +134,13 @@ def test_an_approved_edit_is_published_from_s3_with_a_presigned_poster_in_the_re
     assert image.status_code == 200
     assert image.content[:3] == b"\xff\xd8\xff"
     assert lifetime(poster.group(1)) > review.REVIEW_TIMEOUT.total_seconds()
+    # The links are in the review only: no XCom and no rendered template holds one.
+    signed = re.search(r"Signature=([^&]+)", poster.group(1))
+    assert signed, poster.group(1)
+    secret = signed.group(1)  # as it stands in the URL (percent-encoded, where SigV2 needs it)
+    stored = stored_text(dag_run)
+    assert "round-1.poster.jpg" in stored  # the paths are there, so this looks where the links would be
+    assert secret not in stored
 
     folder = review.run_folder(dag_run.run_id)
     published = {key for key in s3_server.keys(s3_bucket) if key.startswith("published/")}
