@@ -281,7 +281,9 @@ def test_submissions_count_only_accepted_jobs(client: httpx.Client, emu: Emulato
     stats = client.get("/_emulator/stats").json()
     assert (stats["submissions"], stats["by_model"], stats["request_ids"]) == (3, {ALEPH: 2, "other": 1}, ids)
     assert stats["requests"]["submit"] == 5
-    assert emu.stats() == stats
+    # The emulator fetches each job's input video in the background, counted among the requests
+    # ("sample"), so the two readings may differ there and only there.
+    assert {**emu.stats(), "requests": None} == {**stats, "requests": None}
 
 
 def test_the_jobs_route_lists_each_accepted_payload_in_submit_order(client: httpx.Client, emu: Emulator) -> None:
