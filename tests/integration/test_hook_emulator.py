@@ -165,8 +165,8 @@ def test_unknown_request_id_is_expired(segmind_conn: Emulator, hook: SegmindHook
 
 def test_request_expires_after_retention(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
-    with Emulator(api_key="sk-expiry-test-key", latency=2.0, retention=60.0, clock=clock) as emu:
-        conn = {"conn_type": "segmind", "password": "sk-expiry-test-key", "host": emu.base_url}
+    with Emulator(api_key="fake-expiry-test-key", latency=2.0, retention=60.0, clock=clock) as emu:
+        conn = {"conn_type": "segmind", "password": "fake-expiry-test-key", "host": emu.base_url}
         monkeypatch.setenv("AIRFLOW_CONN_SEGMIND_EXPIRY", json.dumps(conn))
         hook = fast_hook("segmind_expiry")
         try:

@@ -112,15 +112,15 @@ def test_requests_carry_the_provider_user_agent(mode: str) -> None:
 @respx.mock
 def test_api_key_comes_from_env_when_the_password_is_empty(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     set_conn(monkeypatch, password="")
-    monkeypatch.setenv("SEGMIND_API_KEY", "sk-from-environment-42")
+    monkeypatch.setenv("SEGMIND_API_KEY", "fake-key-from-environment")
     route = respx.get(STATUS_URL).mock(return_value=httpx.Response(200, json=QUEUED))
     call(mode, "get_status", RID)
-    assert route.calls.last.request.headers["x-api-key"] == "sk-from-environment-42"
+    assert route.calls.last.request.headers["x-api-key"] == "fake-key-from-environment"
 
 
 @respx.mock
 def test_password_wins_over_the_env_key(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEGMIND_API_KEY", "sk-from-environment-42")
+    monkeypatch.setenv("SEGMIND_API_KEY", "fake-key-from-environment")
     route = respx.get(STATUS_URL).mock(return_value=httpx.Response(200, json=QUEUED))
     call(mode, "get_status", RID)
     assert route.calls.last.request.headers["x-api-key"] == KEY
