@@ -66,8 +66,11 @@ FIRST_LOOK_ODDS = 0.25
 COMPLETION_ODDS = 0.6
 #: Default longest time between two polls of one request, when the budget allows (``max_poll_interval``).
 DEFAULT_MAX_POLL_INTERVAL = 60.0
-#: Growth of the gaps between the scout's early looks (see the module's description).
+#: Growth of the gaps between the first scout's early looks (see the module's description).
 SCOUT_BACKOFF = 1.5
+#: Scouts per model until its first job is seen to finish; in the likely window their looks are staggered
+#: by ``poll_interval / SCOUTS``, so the first completion is seen within that, not a whole poll_interval.
+SCOUTS = 4
 #: A change of the estimate's median or spread by this share re-plans the model's waiting jobs.
 REPLAN_CHANGE = 0.1
 
@@ -146,8 +149,9 @@ class PollScheduler:
         self._order = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-        #: Per model, the job polled every poll_interval until the model's first duration is seen.
-        self._scouts: dict[str, PollJob] = {}
+        #: Per model, the jobs that look early until the model's first duration is seen (the first at growing
+        #: gaps from its submit, all of them every poll_interval in the likely window, staggered).
+        self._scouts: dict[str, list[PollJob]] = {}
         #: Per model, the (median, sigma) the waiting jobs were last planned with.
         self._planned: dict[str, tuple[float, float]] = {}
 
@@ -199,8 +203,8 @@ class PollScheduler:
         """Stop scheduling ``job`` (its trigger ended or was cancelled)."""
         if self.jobs.get(job.request_id) is job:
             del self.jobs[job.request_id]
-        if self._scouts.get(job.model) is job:
-            del self._scouts[job.model]
+        if job in (scouts := self._scouts.get(job.model, [])):
+            scouts.remove(job)
         if job._turn is not None and not job._turn.done():
             job._turn.cancel()
 
@@ -275,14 +279,33 @@ class PollScheduler:
         if not estimate.known:
             return self._unknown(job)
         planned = self._planned_look(job, estimate)
-        if not estimate.observed:
-            scout = self._scouts.get(job.model)
-            if scout is None or scout is job or self.jobs.get(scout.request_id) is not scout:
-                # The hint is not confirmed yet: this job also looks early, at gaps growing from poll_interval.
-                self._scouts[job.model] = job
-                gap = min(job.poll_interval * SCOUT_BACKOFF ** min(job.looks, 64), job.max_poll_interval)
-                return min(planned, (job.submitted if job.last_look is None else job.last_look) + gap)
+        if not estimate.observed and (rank := self._scout_rank(job)) is not None:
+            look = self._scout_look(job, estimate, rank)
+            return min(planned, look) if rank == 0 else look  # the others' first look is staggered, not planned
         return planned
+
+    def _scout_rank(self, job: PollJob) -> int | None:
+        """``job``'s place among its model's scouts (taking a free place), or None when it is not one."""
+        scouts = self._scouts.setdefault(job.model, [])
+        if job not in scouts and len(scouts) < SCOUTS:
+            scouts.append(job)
+        return scouts.index(job) if job in scouts else None
+
+    @staticmethod
+    def _scout_look(job: PollJob, estimate: DurationModel, rank: int) -> float:
+        """A scout's next look while the hint is unconfirmed: the first scout at gaps growing from its submit
+        (a hint far off costs it a few polls, not every job a long wait); from the first-look point on, each
+        scout every ``poll_interval``, the n-th starting ``n / SCOUTS`` of one later."""
+        assert job.submitted is not None
+        last = job.submitted if job.last_look is None else job.last_look
+        window = job.submitted + estimate.when_survival(1.0 - FIRST_LOOK_ODDS)
+        if rank == 0:
+            if last >= window:
+                return last + job.poll_interval
+            gap = min(job.poll_interval * SCOUT_BACKOFF ** min(job.looks, 64), job.max_poll_interval)
+            return last + gap
+        start = window + rank * job.poll_interval / SCOUTS
+        return start if job.last_look is None or job.last_look < start else job.last_look + job.poll_interval
 
     @staticmethod
     def _planned_look(job: PollJob, estimate: DurationModel) -> float:
@@ -350,8 +373,8 @@ class PollScheduler:
             return PollOutlook(due - now, f"every poll_interval: nothing is known of {unknown} yet")
         typical = f"{model} jobs take about {in_words(estimate.median)}"
         hint = "the operator's expected_duration"
-        if not estimate.observed and self._scouts.get(job.model) is job:
-            why = f"looking early, at growing gaps, until a job of {model} is seen to finish ({hint} says "
+        if not estimate.observed and job in self._scouts.get(job.model, []):
+            why = f"looking early until a job of {model} is seen to finish ({hint} says "
             return PollOutlook(due - now, f"{why}{in_words(estimate.median)})")
         source = f"learned from {estimate.observed} finished job(s)" if estimate.observed else hint
         return PollOutlook(due - now, f"when it is likely done: {typical} ({source})")

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_aleph.budget import RequestBudget
 from airflow_provider_aleph.durations import in_words
-from airflow_provider_aleph.polling import FIRST_LOOK_ODDS, PollJob, PollScheduler
+from airflow_provider_aleph.polling import FIRST_LOOK_ODDS, SCOUTS, PollJob, PollScheduler
 from airflow_provider_aleph.protocol import RequestState
 from airflow_provider_aleph.states import SegmindStatus
 from tests.support.virtual_time import VirtualTimeLoop, run_virtual
@@ -38,8 +38,11 @@ def test_durations_read_in_words() -> None:
 def test_the_first_job_of_a_model_scouts_and_the_others_wait_for_the_likely_end() -> None:
     loop = VirtualTimeLoop()
     scheduler = scheduler_on(loop)
-    scout, other = register(scheduler, "scout"), register(scheduler, "other")
-    scheduler.due_at(scout)  # the first job asked takes the scout's role
+    scout = register(scheduler, "scout")
+    scheduler.due_at(scout)  # the first job asked takes the first scout's place
+    for place in range(1, SCOUTS):
+        scheduler.due_at(register(scheduler, f"scout-{place}"))
+    other = register(scheduler, "other")
 
     first = scheduler.outlook(scout)
     assert first.due_in == pytest.approx(10.0), "the scout's first look: one poll_interval after submit"

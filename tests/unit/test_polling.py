@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import math
 import random
+import statistics
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from airflow_provider_aleph.polling import (
     COMPLETION_ODDS,
     DEFAULT_MAX_POLL_INTERVAL,
     FIRST_LOOK_ODDS,
+    SCOUTS,
     PollJob,
     PollPolicy,
     PollScheduler,
@@ -127,13 +129,16 @@ def test_metrics_give_queue_plus_inference_time_when_present() -> None:
 # -- when one request is polled -----------------------------------------------------------------------
 
 
-def claim_the_scout(scheduler: PollScheduler, model: str = ALEPH, expected: float = 169.0) -> PollJob:
-    """Register a job that takes the model's scout role and is never polled: the others follow the estimate."""
-    scout = scheduler.register(
-        "scout", model=model, poll_interval=1.0, expected_duration=expected, submitted_at=scheduler.wall()
-    )
-    scheduler.due_at(scout)
-    return scout
+def claim_the_scout(scheduler: PollScheduler, model: str = ALEPH, expected: float = 169.0) -> list[PollJob]:
+    """Register jobs that take the model's scout places and are never polled: the others follow the estimate."""
+    scouts = []
+    for place in range(SCOUTS):
+        scout = scheduler.register(
+            f"scout-{place}", model=model, poll_interval=1.0, expected_duration=expected, submitted_at=scheduler.wall()
+        )
+        scheduler.due_at(scout)
+        scouts.append(scout)
+    return scouts
 
 
 def adaptive_times(
@@ -485,3 +490,43 @@ def test_the_policy_extra_is_one_of_the_schedulers_policies() -> None:
     from airflow_provider_aleph.hooks.connection import POLL_POLICIES
 
     assert set(POLL_POLICIES) == {policy.value for policy in PollPolicy}
+
+
+def test_in_the_likely_window_the_scouts_look_staggered_and_the_first_finish_replans_the_others() -> None:
+    """A right hint, jobs of exactly 60 s: the first scout backs off early on, then every scout looks every
+    poll_interval from the first-look point, each a quarter of one later than the one before; the first
+    completion is seen within a quarter of poll_interval and every other job is polled at once."""
+    loop = VirtualTimeLoop()
+    scheduler = scheduler_on(loop)
+    seen: dict[str, list[float]] = {}
+
+    async def main() -> None:
+        jobs = [
+            scheduler.register(
+                f"r{n}", model=ALEPH, poll_interval=10.0, expected_duration=60.0, submitted_at=loop.wall()
+            )
+            for n in range(SCOUTS + 2)
+        ]
+        await asyncio.gather(
+            *(poll_until_done(scheduler, job, 60.0, 0.0, seen.setdefault(job.request_id, [])) for job in jobs)
+        )
+        await scheduler.close()
+
+    run_virtual(main(), loop)
+    assert SCOUTS == 4
+    window = 60.0 * math.exp(PRIOR_SIGMA * statistics.NormalDist().inv_cdf(FIRST_LOOK_ODDS))  # 45.8 s
+    # The first scout: growing gaps (10, 15, 22.5) until past the window's start, then every poll_interval.
+    assert seen["r0"][:4] == pytest.approx([10.0, 25.0, 47.5, 57.5])
+    # The others start 2.5 s apart; the one starting at window + 5 s sees the first finish, at window + 15 s,
+    # 0.8 s after it (alone, the first scout would have seen it at 67.5 s).
+    assert seen["r1"][:2] == pytest.approx([window + 2.5, window + 12.5], abs=0.1)
+    assert seen["r2"] == pytest.approx([window + 5.0, window + 15.0], abs=0.1)
+    assert seen["r3"][0] == pytest.approx(window + 7.5, abs=0.1)
+    # The rest look first at the window's start. Under the hint their next look was planned for 74 s (the
+    # odds on a spread of 0.4); the finish narrows the estimate, and it comes sooner.
+    prior = DurationModel(60.0)
+    planned = prior.when_survival((1 - COMPLETION_ODDS) * prior.survival(window))
+    assert planned > 73.0
+    for rid in ("r4", "r5"):
+        assert seen[rid][0] == pytest.approx(window, abs=0.1)
+        assert window + 15.0 < seen[rid][1] < planned - 5.0
