@@ -19,11 +19,12 @@ Two policies, chosen by the connection extra ``poll_policy``:
     ``poll_interval`` and never later than ``max_poll_interval`` after the look. Jobs still running
     count in the estimate too (each takes longer than its age when last seen running), so the first
     jobs of a batch to finish, the fast ones, do not make it short. Until a model's first job has been
-    seen to finish, one of its jobs (the *scout*) also looks early, at gaps growing from
-    ``poll_interval`` by :data:`SCOUT_BACKOFF`, so a hint that is far off (a test emulator, a model
-    that got faster) costs one job a few polls, not every job a long wait; when the estimate moves,
-    the waiting jobs are planned again. With no hint and nothing learned yet, a job is polled every
-    ``poll_interval``.
+    seen to finish, :data:`SCOUTS` of its jobs (the *scouts*) also look early: the first at gaps
+    growing from ``poll_interval`` by :data:`SCOUT_BACKOFF` from its submit, so a hint that is far off
+    (a test emulator, a model that got faster) costs one job a few polls, not every job a long wait;
+    and from the first-look point on, each every ``poll_interval``, staggered, so the first completion
+    is seen soon after it happens. When the estimate moves, the waiting jobs are planned again. With
+    no hint and nothing learned yet, a job is polled every ``poll_interval``.
 ``fixed``
     What the provider did before the scheduler: the first poll at once, then one every
     ``poll_interval``, stretched evenly so that all the connection's waiting requests fit the budget.
@@ -47,7 +48,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from airflow_provider_aleph.durations import DurationModel, in_words, measured_duration
+from airflow_provider_aleph.durations import DurationModel, measured_duration
 from airflow_provider_aleph.states import Meaning
 
 if TYPE_CHECKING:
@@ -106,20 +107,6 @@ class PollJob:
     due: float = 0.0
     _turn: asyncio.Future[float] | None = field(default=None, repr=False)
     _entry: int = field(default=-1, repr=False)  # which queue entry is the live one
-
-
-@dataclass(frozen=True)
-class PollOutlook:
-    """When the scheduler means to poll a job next, and why, for the triggerer's status line.
-
-    :param due_in: seconds until the next poll (0: due now, waiting for a slot of the budget).
-    :param reason: why then, in words.
-    :param rate_limited: whether a 429 pause holds every call of the connection.
-    """
-
-    due_in: float
-    reason: str
-    rate_limited: bool = False
 
 
 class PollScheduler:
@@ -354,30 +341,9 @@ class PollScheduler:
         if self._wake is not None:
             self._wake.set()
 
-    def outlook(self, job: PollJob) -> PollOutlook:
-        """When ``job`` will be polled next and why: a 429 pause, the shared budget, or the policy's plan."""
-        now, budget, waiting = self.clock(), self.budget, len(self.jobs)
-        due = job.due if job._turn is not None else self.due_at(job)
-        shared = f"the connection's budget of {budget.rate:g} calls a minute, shared by {waiting} waiting job(s)"
-        if (pause := budget.paused_for()) > 0:
-            why = f"Segmind answered 429: every call of the connection waits {in_words(pause)} more"
-            return PollOutlook(max(due - now, pause), why, rate_limited=True)
-        if due <= now:
-            return PollOutlook(max(0.0, budget.next_slot_at() - now), f"due now, queued for {shared}")
-        if self.policy is PollPolicy.FIXED:
-            return PollOutlook(due - now, f"every poll_interval ({in_words(job.poll_interval)}), fitted to {shared}")
-        estimate = self.models[job.model]
-        model = job.model or "an unnamed model"
-        if job.submitted is None or not estimate.known:
-            unknown = "its submit time" if job.submitted is None else f"the durations of {model}"
-            return PollOutlook(due - now, f"every poll_interval: nothing is known of {unknown} yet")
-        typical = f"{model} jobs take about {in_words(estimate.median)}"
-        hint = "the operator's expected_duration"
-        if not estimate.observed and job in self._scouts.get(job.model, []):
-            why = f"looking early until a job of {model} is seen to finish ({hint} says "
-            return PollOutlook(due - now, f"{why}{in_words(estimate.median)})")
-        source = f"learned from {estimate.observed} finished job(s)" if estimate.observed else hint
-        return PollOutlook(due - now, f"when it is likely done: {typical} ({source})")
+    def is_scout(self, job: PollJob) -> bool:
+        """Whether ``job`` looks early, as one of its model's scouts, until a job of the model is seen to finish."""
+        return not self.models[job.model].observed and job in self._scouts.get(job.model, [])
 
     # -- handing out turns ---------------------------------------------------------------------------
 

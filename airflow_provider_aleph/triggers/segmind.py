@@ -21,13 +21,14 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_aleph.durations import in_words
 from airflow_provider_aleph.events import RequestEvent, conclude, error_event, timeout_event
 from airflow_provider_aleph.exceptions import SegmindError
+from airflow_provider_aleph.outlook import PollOutlook, poll_outlook
 from airflow_provider_aleph.shared import acquire_shared
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from airflow_provider_aleph.hooks.segmind import SegmindHook
-    from airflow_provider_aleph.polling import PollJob, PollOutlook, PollScheduler
+    from airflow_provider_aleph.polling import PollJob, PollScheduler
     from airflow_provider_aleph.protocol import RequestState
     from airflow_provider_aleph.shared import SharedConnection
     from airflow_provider_aleph.types import TaskLog
@@ -169,7 +170,7 @@ class SegmindRequestTrigger(BaseTrigger):
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(STATUS_LOG_PERIOD)
-            self.log.info("%s", self.status_line(scheduler.outlook(job), hook, loop.time()))
+            self.log.info("%s", self.status_line(poll_outlook(scheduler, job), hook, loop.time()))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Yield exactly one event: success, failed, error or timeout, each with the request id.
