@@ -105,8 +105,9 @@ async def test_adaptive_polls_spend_a_few_calls_per_job_where_fixed_ones_spend_d
     assert [event.status for event in events] == ["success"] * JOBS
     fixed = status_calls(emu) - before
 
-    # Adaptive: one scout polls every 100 ms until it is seen done (some 15 polls); the rest are first
-    # polled once a quarter of such jobs are done, then on the chance of being done (2 to 3 polls a job).
+    # Adaptive: until a job is seen done, four scouts look early (the first at growing gaps, all of them
+    # every 100 ms from the first-look point, staggered; a dozen polls together); the rest are first polled
+    # once a quarter of such jobs are done, then on the chance of being done (2 to 3 polls a job).
     # Fixed: every 100 ms for a job of about 1.5 s, some 15 polls a job.
     assert adaptive <= 20 + 4 * JOBS, f"{adaptive} status polls for {JOBS} jobs"
     assert fixed >= 3 * adaptive, (fixed, adaptive)
