@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.dag
 
-SECRET = "fake-SECRET-5e1f0c2b9a8d7e6f-never-print-me"
+SECRET = "fake-SECRET-not-a-real-key-never-print-me"
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_key_absent_from_logs_and_xcom_of_real_runs(dag_name, secret_emulator, c
 def test_rejected_key_is_not_echoed_in_the_failure(secret_emulator, monkeypatch, capfd, caplog):
     import aleph_test_dags
 
-    wrong = "fake-WRONG-0a1b2c3d4e5f6a7b-also-secret"
+    wrong = "fake-WRONG-not-a-real-key-also-secret"
     monkeypatch.setenv(
         "AIRFLOW_CONN_SEGMIND_DEFAULT",
         json.dumps({"conn_type": "segmind", "password": wrong, "host": secret_emulator.base_url}),
@@ -179,7 +179,7 @@ async def test_key_absent_from_the_shared_client_budget_and_trigger_of_a_running
 
 
 async def test_rejected_key_is_not_echoed_by_a_polling_trigger(secret_emulator, monkeypatch, caplog):
-    wrong = "fake-WRONG-9f8e7d6c5b4a3f2e-poll-secret"
+    wrong = "fake-WRONG-not-a-real-key-poll-secret"
     connection = {"conn_type": "segmind", "password": wrong, "host": secret_emulator.base_url}
     monkeypatch.setenv("AIRFLOW_CONN_SEGMIND_WRONG_POLL", json.dumps(connection))
     hook = SegmindHook()

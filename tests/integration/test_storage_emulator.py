@@ -82,7 +82,7 @@ def test_a_wrong_key_fails_the_upload_naming_the_connection(
         json.dumps(
             {
                 "conn_type": "segmind",
-                "password": "fake-wrong-key-5e6f7a8b",
+                "password": "fake-wrong-key-not-real",
                 "host": segmind_conn.base_url,
                 "extra": {"upload_url": segmind_conn.base_url},
             }
@@ -93,7 +93,7 @@ def test_a_wrong_key_fails_the_upload_naming_the_connection(
         resolve_input("video", video.as_uri(), mode="upload", hook=hook, max_bytes=None, log=log)
     hook.close()
     assert "segmind_wrong_key" in str(caught.value)
-    assert "fake-wrong-key-5e6f7a8b" not in str(caught.value)
+    assert "fake-wrong-key-not-real" not in str(caught.value)
     assert uploads(segmind_conn) == 0
 
 

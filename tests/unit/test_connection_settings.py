@@ -23,7 +23,7 @@ from airflow_provider_aleph.retry import RetryPolicy
 from tests.fakes import set_segmind_conn
 
 CONN_ID = "segmind_settings_unit"
-KEY = "fake-SETTINGS-5e6f7a8b9c0d-secret"
+KEY = "fake-SETTINGS-not-a-real-key-secret"
 BASE = "https://api.segmind.test"
 
 

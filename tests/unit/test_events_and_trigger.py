@@ -18,7 +18,7 @@ from airflow_provider_aleph.events import EVENT_STATUSES, InvalidEventError, Req
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 CONN_ID = "segmind_trigger_unit"
-KEY = "fake-TRIGGER-a1b2c3d4e5f6-secret"
+KEY = "fake-TRIGGER-not-a-real-key-secret"
 BASE = "https://api.segmind.test"
 RID = "req-trigger-42"
 STATUS_URL = f"{BASE}/v2/requests/{RID}/status"

@@ -27,7 +27,7 @@ from airflow_provider_aleph.protocol import SegmindStatus
 from airflow_provider_aleph.retry import RetryPolicy
 
 CONN_ID = "segmind_unit"
-KEY = "fake-UNIT-7f3a9c1e5b2d-do-not-leak"
+KEY = "fake-UNIT-not-a-real-key-do-not-leak"
 BASE = "https://api.segmind.test"
 RID = "req-0001"
 MODEL = "runway-gen4-aleph"

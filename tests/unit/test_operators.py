@@ -18,7 +18,7 @@ from airflow_provider_aleph.sensors.segmind import SegmindRequestSensor
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 from tests.fakes import RecordingTI
 
-KEY = "fake-OPERATOR-unit-0b9e8d7c6a5f"
+KEY = "fake-OPERATOR-unit-not-a-real-key"
 BASE = "https://api.segmind.test"
 VIDEO = "https://cdn.example.com/in.mp4"
 RID = "req-op-1"

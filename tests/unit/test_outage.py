@@ -20,8 +20,8 @@ from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 from tests.fakes import FakeClock, set_segmind_conn
 
 CONN_ID = "segmind_outage_unit"
-OLD_KEY = "fake-OUTAGE-old-0a1b2c3d4e5f"
-NEW_KEY = "fake-OUTAGE-new-6a7b8c9d0e1f"
+OLD_KEY = "fake-OUTAGE-old-not-a-real-key"
+NEW_KEY = "fake-OUTAGE-new-not-a-real-key"
 BASE = "https://api.segmind.test"
 RID = "req-outage-1"
 STATUS_URL = f"{BASE}/v2/requests/{RID}/status"
@@ -178,7 +178,7 @@ def test_a_job_fails_for_its_key_only_when_the_current_key_is_rejected_too(mode:
 async def test_a_shared_channel_reads_the_connection_again_every_few_minutes_and_once_per_rejection() -> None:
     clock = FakeClock()
     reads: list[str] = []
-    keys = iter([NEW_KEY, "fake-OUTAGE-third-000000000000"])
+    keys = iter([NEW_KEY, "fake-OUTAGE-third-not-a-real-key"])
 
     async def reread() -> Any:
         reads.append("read")
@@ -198,7 +198,7 @@ async def test_a_shared_channel_reads_the_connection_again_every_few_minutes_and
         assert (await channel.current()).api_key == NEW_KEY
         assert reads == ["read"]
         clock.advance(2)
-        assert (await channel.current()).api_key == "fake-OUTAGE-third-000000000000"
+        assert (await channel.current()).api_key == "fake-OUTAGE-third-not-a-real-key"
         assert reads == ["read", "read"], "read again once the settings are a few minutes old"
 
 

@@ -21,7 +21,7 @@ from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 from tests.fakes import open_shares, set_segmind_conn
 
 CONN_ID = "segmind_shared_unit"
-KEY = "fake-SHARED-1a2b3c4d5e6f-secret"
+KEY = "fake-SHARED-not-a-real-key-secret"
 BASE = "https://api.segmind.test"
 
 

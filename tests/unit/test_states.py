@@ -23,7 +23,7 @@ from airflow_provider_aleph.states import STATE_RULES, Meaning, SegmindStatus
 from airflow_provider_aleph.triggers.segmind import SegmindRequestTrigger
 
 CONN_ID = "segmind_states_unit"
-KEY = "fake-STATES-0a1b2c3d4e5f-secret"
+KEY = "fake-STATES-not-a-real-key-secret"
 BASE = "https://api.segmind.test"
 RID = "req-states-7"
 STATUS_URL = f"{BASE}/v2/requests/{RID}/status"

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 CONN_ID = "segmind_upload_unit"
-KEY = "fake-UPLOAD-4b7e21c9d0a3-do-not-leak"
+KEY = "fake-UPLOAD-not-a-real-key-do-not-leak"
 UPLOAD_BASE = "https://files.segmind.test"
 UPLOAD_URL = f"{UPLOAD_BASE}/upload-asset"
 ASSET = "https://assets.segmind.test/u/abc/clip.mp4"
