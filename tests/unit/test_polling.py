@@ -200,8 +200,8 @@ def test_with_no_hint_and_nothing_learned_a_job_is_polled_every_poll_interval() 
     assert looks == pytest.approx([10.0, 20.0, 30.0, 40.0])
 
 
-def test_until_a_model_is_seen_to_finish_one_job_scouts_and_the_rest_follow_the_hint() -> None:
-    """A hint far off (jobs of 5 s, hinted 169 s) costs the scout its polls, and nobody a long wait."""
+def looks_of_a_batch(count: int, *, duration: float, expected: float, poll: float) -> dict[str, list[float]]:
+    """Submit ``count`` jobs of ``duration`` s at once (hinted ``expected``), poll each until done; each one's looks."""
     loop = VirtualTimeLoop()
     scheduler = scheduler_on(loop)
     seen: dict[str, list[float]] = {}
@@ -209,16 +209,22 @@ def test_until_a_model_is_seen_to_finish_one_job_scouts_and_the_rest_follow_the_
     async def main() -> None:
         jobs = [
             scheduler.register(
-                f"r{n}", model=ALEPH, poll_interval=1.0, expected_duration=169.0, submitted_at=loop.wall()
+                f"r{n}", model=ALEPH, poll_interval=poll, expected_duration=expected, submitted_at=loop.wall()
             )
-            for n in range(5)
+            for n in range(count)
         ]
         await asyncio.gather(
-            *(poll_until_done(scheduler, job, 5.0, 0.0, seen.setdefault(job.request_id, [])) for job in jobs)
+            *(poll_until_done(scheduler, job, duration, 0.0, seen.setdefault(job.request_id, [])) for job in jobs)
         )
         await scheduler.close()
 
     run_virtual(main(), loop)
+    return seen
+
+
+def test_until_a_model_is_seen_to_finish_one_job_scouts_and_the_rest_follow_the_hint() -> None:
+    """A hint far off (jobs of 5 s, hinted 169 s) costs the scout its polls, and nobody a long wait."""
+    seen = looks_of_a_batch(5, duration=5.0, expected=169.0, poll=1.0)
     assert seen["r0"] == pytest.approx([1.0, 2.5, 4.75, 8.125]), "the first job scouts, gaps growing by 1.5"
     # Once the scout's 5 s is learned the others are planned again, and polled at once.
     for rid in ("r1", "r2", "r3", "r4"):
@@ -496,23 +502,7 @@ def test_in_the_likely_window_the_scouts_look_staggered_and_the_first_finish_rep
     """A right hint, jobs of exactly 60 s: the first scout backs off early on, then every scout looks every
     poll_interval from the first-look point, each a quarter of one later than the one before; the first
     completion is seen within a quarter of poll_interval and every other job is polled at once."""
-    loop = VirtualTimeLoop()
-    scheduler = scheduler_on(loop)
-    seen: dict[str, list[float]] = {}
-
-    async def main() -> None:
-        jobs = [
-            scheduler.register(
-                f"r{n}", model=ALEPH, poll_interval=10.0, expected_duration=60.0, submitted_at=loop.wall()
-            )
-            for n in range(SCOUTS + 2)
-        ]
-        await asyncio.gather(
-            *(poll_until_done(scheduler, job, 60.0, 0.0, seen.setdefault(job.request_id, [])) for job in jobs)
-        )
-        await scheduler.close()
-
-    run_virtual(main(), loop)
+    seen = looks_of_a_batch(SCOUTS + 2, duration=60.0, expected=60.0, poll=10.0)
     assert SCOUTS == 4
     window = 60.0 * math.exp(PRIOR_SIGMA * statistics.NormalDist().inv_cdf(FIRST_LOOK_ODDS))  # 45.8 s
     # The first scout: growing gaps (10, 15, 22.5) until past the window's start, then every poll_interval.
