@@ -265,11 +265,11 @@ class PollScheduler:
             return (now if job.last_look is None else job.last_look) + job.poll_interval
         if not estimate.known:
             return self._unknown(job)
-        planned = self._planned_look(job, estimate)
         if not estimate.observed and (rank := self._scout_rank(job)) is not None:
             look = self._scout_look(job, estimate, rank)
-            return min(planned, look) if rank == 0 else look  # the others' first look is staggered, not planned
-        return planned
+            # The first scout never looks later than the plan would; the others' first look is staggered.
+            return min(self._planned_look(job, estimate), look) if rank == 0 else look
+        return self._planned_look(job, estimate)
 
     def _scout_rank(self, job: PollJob) -> int | None:
         """``job``'s place among its model's scouts (taking a free place), or None when it is not one."""

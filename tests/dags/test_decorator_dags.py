@@ -127,16 +127,10 @@ def test_returned_values_go_through_the_operators_own_checks(segmind_conn, capfd
 
 
 def test_the_taskflow_example_edits_every_video_of_its_config(segmind_conn):
-    import importlib.util
-    from pathlib import Path
+    from tests.support.examples import load_example
 
     segmind_conn.config.latency = 0.0  # done by the first poll, so the default 10 s interval never waits
-    path = Path(__file__).resolve().parents[2] / "example_dags" / "example_aleph_taskflow.py"
-    spec = importlib.util.spec_from_file_location("example_aleph_taskflow", path)
-    assert spec is not None
-    assert spec.loader is not None
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example("example_aleph_taskflow")
     videos = [f"{segmind_conn.sample_url()}?clip={n}" for n in range(2)]
 
     dag_run = example.dag.test(run_conf={"videos": videos, "season": "autumn"})

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from tests.dags.helpers import state, xcom
+from tests.support.examples import EXAMPLES, load_example
 
 pytestmark = pytest.mark.dag
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_example_dag_parses_without_import_errors():
@@ -36,7 +23,7 @@ def test_every_example_dag_parses_without_import_errors():
 
 def test_winterize_example_puts_the_output_url_in_xcom(segmind_conn):
     segmind_conn.config.latency = 0.0  # done by the first poll, so the default 10 s interval never waits
-    example = _load("example_aleph_winterize")
+    example = load_example("example_aleph_winterize")
 
     dag_run = example.dag.test(run_conf={"video": segmind_conn.sample_url()})
 
@@ -54,7 +41,7 @@ def test_winterize_example_puts_the_output_url_in_xcom(segmind_conn):
 
 
 def test_the_winterize_example_admits_only_web_and_bucket_uris_as_its_video() -> None:
-    params = _load("example_aleph_winterize").dag.params
+    params = load_example("example_aleph_winterize").dag.params
     for bad in ("file:///etc/hostname", "/etc/hostname", "local:///x.mp4"):
         with pytest.raises(Exception, match="does not match"):
             params.get_param("video").resolve(bad)
@@ -64,7 +51,7 @@ def test_the_winterize_example_admits_only_web_and_bucket_uris_as_its_video() ->
 
 def test_submit_then_wait_example_copies_the_output_through_the_sensor(segmind_conn, tmp_path):
     segmind_conn.config.latency = 0.0  # done by the first poll, so the default 10 s interval never waits
-    example = _load("example_aleph_submit_then_wait")
+    example = load_example("example_aleph_submit_then_wait")
 
     dag_run = example.dag.test(run_conf={"video": segmind_conn.sample_url(), "output_path": f"{tmp_path.as_uri()}/"})
 

@@ -4,7 +4,6 @@ record of every triggering event once (inputs and outputs on moto's S3 server, j
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -13,20 +12,11 @@ import pytest
 
 from tests.dags.asset_events import consuming
 from tests.dags.helpers import failure_message, register_assets, says, state, task_instances, xcom
+from tests.support.examples import EXAMPLES, load_example
 
 pytestmark = pytest.mark.dag
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 SAMPLES = sorted((EXAMPLES / "sample_videos").glob("*.mp4"))
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- the consumer ----------------------------------------------------------------------------------
@@ -53,7 +43,7 @@ def _lines(path: Path) -> list[dict]:
 
 @pytest.fixture
 def catalogue_dag():
-    example = _load("example_aleph_catalogue")
+    example = load_example("example_aleph_catalogue")
     register_assets(example.dag)
     return example.dag
 
@@ -153,7 +143,7 @@ def _load_ingest(monkeypatch: pytest.MonkeyPatch, s3_server, **settings: object)
     """The event-driven example as parsed with these settings in its Variable (no queue: no watcher)."""
     settings = {"watched_prefix": "incoming/", "storage_conn_id": s3_server.conn_id} | settings
     monkeypatch.setenv("AIRFLOW_VAR_ALEPH_EVENT_INGEST", json.dumps(settings))
-    example = _load("example_aleph_event_driven")
+    example = load_example("example_aleph_event_driven")
     register_assets(example.dag)
     return example.dag
 
@@ -267,7 +257,7 @@ def test_a_watched_prefix_without_its_slash_is_refused_when_the_dag_is_parsed(mo
 def test_without_a_queue_the_incoming_asset_has_no_watcher(monkeypatch):
     monkeypatch.delenv("AIRFLOW_VAR_ALEPH_EVENT_INGEST", raising=False)
 
-    example = _load("example_aleph_event_driven")
+    example = load_example("example_aleph_event_driven")
 
     assert example.INCOMING_VIDEOS.watchers == []
     assert example.WATCHED_PREFIX == "incoming/"
@@ -278,7 +268,7 @@ def test_a_configured_queue_is_watched_by_the_message_queue_trigger_over_sqs(mon
     settings = {"queue_url": queue, "aws_conn_id": "aleph_aws", "wait_seconds": 2, "watched_prefix": "raw/"}
     monkeypatch.setenv("AIRFLOW_VAR_ALEPH_EVENT_INGEST", json.dumps(settings))
 
-    example = _load("example_aleph_event_driven")
+    example = load_example("example_aleph_event_driven")
 
     (watcher,) = example.INCOMING_VIDEOS.watchers
     classpath, kwargs = watcher.trigger.serialize()

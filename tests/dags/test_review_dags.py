@@ -7,7 +7,6 @@ runs use moto's S3 server on loopback, so the presigned links in the review body
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from tests.dags.helpers import state, task_instances, xcom
 from tests.dags.reviewer import Reviewer
+from tests.support.examples import load_example
 
 if TYPE_CHECKING:
     from airflow_provider_aleph.emulator import Emulator
@@ -27,19 +27,8 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.dag
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "example_aleph_review.py"
 
-
-def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("example_aleph_review", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-review = _load()
+review = load_example("example_aleph_review")
 needs_hitl = pytest.mark.skipif(review.HITL_MISSING is not None, reason="human-in-the-loop needs Airflow 3.1+")
 
 
@@ -105,7 +94,7 @@ def test_on_airflow_without_hitl_the_example_defines_no_dag_and_says_why(caplog:
         assert len([task for task in review.dag.tasks if task.task_id.endswith(".edit")]) == review.MAX_ROUNDS
         return
     with caplog.at_level("WARNING"):
-        module = _load()
+        module = load_example("example_aleph_review")
     assert not hasattr(module, "dag")
     assert "needs Airflow 3.1+" in caplog.text
 

@@ -3,27 +3,18 @@ results streamed into an output folder, oversized and missing objects refused be
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.dags.helpers import register_assets, state, task_instances, xcom
+from tests.support.examples import load_example
 
 pytestmark = pytest.mark.dag
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "example_dags" / "sample_videos"
-
-
-def _load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "example_dags" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _batch_conf(input_prefix: str, output_prefix: str, **more: str) -> dict[str, str]:
@@ -48,7 +39,7 @@ def _asset_events(dag_id: str) -> list[dict]:
 
 
 def test_batch_example_edits_every_local_video_into_the_output_folder(segmind_conn, tmp_path):
-    example = _load_example("example_aleph_batch_enrichment")
+    example = load_example("example_aleph_batch_enrichment")
     register_assets(example.dag)
     out = tmp_path / "edited"
 
@@ -114,7 +105,7 @@ def test_missing_object_fails_naming_the_uri(mode, segmind_conn, tmp_path, capfd
 
 @pytest.mark.parametrize("mode", ["presign", "upload"])
 def test_batch_example_from_bucket_to_bucket_on_a_real_s3_server(mode, segmind_conn, s3_server, s3_bucket):
-    example = _load_example("example_aleph_batch_enrichment")
+    example = load_example("example_aleph_batch_enrichment")
     register_assets(example.dag)
     inputs = {p.name: p.read_bytes() for p in sorted(SAMPLES.glob("*.mp4"))}
     for name, data in inputs.items():

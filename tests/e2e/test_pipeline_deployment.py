@@ -14,11 +14,10 @@ import boto3
 import pytest
 
 from tests.conftest import S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY
+from tests.e2e.batch import wait_until
 from tests.e2e.conftest import REPO
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from tests.conftest import S3Server
     from tests.e2e.conftest import EmulatorProcess
     from tests.support.deployment import AirflowDeployment
@@ -33,16 +32,6 @@ CONN_ID = "aleph_pipeline_aws"
 ACCOUNT = "123456789012"  # moto's default account
 #: Seconds one receive of the SQS trigger waits for messages (its ``wait_time_seconds``, left at its default).
 RECEIVE_WAIT = 1
-
-
-def _until(check: Callable[[], Any], timeout: float, what: str, deployment: AirflowDeployment) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f}s{deployment.tails()}")
 
 
 @pytest.fixture
@@ -106,14 +95,14 @@ def test_uploaded_videos_are_edited_once_each_and_catalogued_across_a_triggerer_
 
     # The dag-processor re-parses the example with the Variable set, the triggerer starts the watcher,
     # which receives the notifications that waited in the queue meanwhile.
-    _until(lambda: len(edited()) == 2, 420, "two edited videos", deployment)
+    wait_until(lambda: len(edited()) == 2, 420, "two edited videos", deployment)
     assert edited() == ["aleph-edited/first-edited.mp4", "aleph-edited/second-edited.mp4"]
 
     def ingest_runs_done() -> bool:
         runs = _runs(deployment, INGEST_DAG)
         return bool(runs) and all(run["state"] in ("success", "failed") for run in runs)
 
-    _until(ingest_runs_done, 120, "the event-driven runs to end", deployment)
+    wait_until(ingest_runs_done, 120, "the event-driven runs to end", deployment)
     assert {run["state"] for run in _runs(deployment, INGEST_DAG)} == {"success"}
     assert e2e_emulator.stats()["submissions"] == 2
     assert not [key for key in s3_server.keys(bucket) if key.startswith("incoming/") and "edited" in key]
@@ -131,12 +120,12 @@ def test_uploaded_videos_are_edited_once_each_and_catalogued_across_a_triggerer_
             attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
             return attributes["Attributes"]["ApproximateNumberOfMessages"] == "1"
 
-        _until(waiting, 60, "the notification to wait in the queue", deployment)
+        wait_until(waiting, 60, "the notification to wait in the queue", deployment)
     finally:
         deployment.start_component("triggerer")
 
-    _until(lambda: len(edited()) == 3, 300, "the third edited video", deployment)
-    _until(ingest_runs_done, 120, "the event-driven runs to end", deployment)
+    wait_until(lambda: len(edited()) == 3, 300, "the third edited video", deployment)
+    wait_until(ingest_runs_done, 120, "the event-driven runs to end", deployment)
     assert e2e_emulator.stats()["submissions"] == 3, "nothing lost, nothing paid twice"
 
     # Checked last: on SQLite, Airflow may queue an edit's asset event just after the consumer's run was made
@@ -149,7 +138,7 @@ def test_uploaded_videos_are_edited_once_each_and_catalogued_across_a_triggerer_
     def catalogued() -> list[dict[str, Any]]:
         return [record for record in _catalogued() if f"@{bucket}/" in record["output_path"]]
 
-    records = _until(lambda: len(catalogued()) == 3 and catalogued(), 180, "three catalogue records", deployment)
+    records = wait_until(lambda: len(catalogued()) == 3 and catalogued(), 180, "three catalogue records", deployment)
     assert sorted(record["request_id"] for record in records) == sorted(request_ids)
     names = {record["output_path"].rsplit("/", 1)[-1] for record in records}
     assert names == {"first-edited.mp4", "second-edited.mp4", "third-edited.mp4"}

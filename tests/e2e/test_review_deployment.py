@@ -11,7 +11,6 @@ the test checks the ``<img>`` decoded (``naturalWidth > 0``) and saves a screens
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -21,8 +20,9 @@ import httpx
 import pytest
 
 from tests.conftest import S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY
-from tests.e2e.conftest import JOB_LATENCY, REPO
+from tests.e2e.conftest import JOB_LATENCY
 from tests.e2e.test_ui_browser import browser, chromium, page, screenshot  # noqa: F401 (fixtures)
+from tests.support.examples import load_example
 from tests.support.videos import write_clip
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from tests.support.deployment import AirflowDeployment
 
 REVIEW_DAG = "example_aleph_review"
-EXAMPLES = REPO / "example_dags"
 S3_CONN = "aleph_review_s3"
 #: Seconds an emulated job takes in these tests.
 SHORT_JOB = 2
@@ -46,12 +45,7 @@ STEP_TIMEOUT = 6 * JOB_LATENCY
 
 def example() -> Any:
     """The example's module, for its own naming of a run's files."""
-    spec = importlib.util.spec_from_file_location(REVIEW_DAG, EXAMPLES / f"{REVIEW_DAG}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(REVIEW_DAG)
 
 
 @pytest.fixture(scope="module")
